@@ -1,0 +1,15 @@
+//! pgtape records PostgreSQL traffic at the wire level and replays it against
+//! a source and a target database at once.
+//!
+//! Modules follow the data's path:
+//! - [`wire`]: framing, the messages pgtape reads, TLS for both sides.
+//! - [`proxy`]: listener, session pump and the statement tap.
+//! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
+//! - [`cli`]: the command line, validated into each command's configuration.
+//! - [`logging`]: tracing to stderr, text or JSON.
+
+pub mod cli;
+pub mod cluster;
+pub mod logging;
+pub mod proxy;
+pub mod wire;

@@ -1,0 +1,26 @@
+//! `pgtape`: parse arguments, initialise logging, run the command, exit with
+//! its code (0 success, 1 verdict failed, 2 bad input or runtime error).
+
+use clap::Parser;
+use pgtape::cli::{Cli, Command, exit};
+
+fn main() {
+    let cli = Cli::parse();
+    pgtape::logging::init(cli.log_format);
+    let result = match cli.command {
+        Command::Proxy(args) => pgtape::proxy::main(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // Quietly end on a closed stdout (`pgtape report ... | head`).
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                std::process::exit(exit::OK);
+            }
+            eprintln!("pgtape: error: {e:#}");
+            std::process::exit(exit::ERROR);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `pgtape proxy`: a transparent PostgreSQL proxy with a statement tap.
+//!
+//! - [`server`]: listener, accept loop, graceful shutdown.
+//! - [`session`]: one connection's startup phase and upstream connection.
+//! - [`pump`]: the forwarding loop of one direction.
+//! - [`tap`]: pairs requests with replies and emits statement events.
+//! - [`event`]: the events and the bounded channel to the recorder.
+//! - [`stream`]: plain and TLS sockets behind one type.
+
+pub mod event;
+pub mod pump;
+pub mod server;
+pub mod session;
+pub mod stream;
+pub mod tap;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+pub use event::{TapEvent, TapSender, tap_channel};
+pub use server::serve;
+
+use crate::cli::parse_duration;
+use crate::wire::frame::MAX_MESSAGE_LEN;
+
+/// TLS to the upstream server, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamTls {
+    Disable,
+    Prefer,
+    Require,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Address to accept clients on.
+    #[arg(long, default_value = "127.0.0.1:6432", env = "PGTAPE_LISTEN")]
+    pub listen: String,
+    /// The PostgreSQL server to forward to (host:port).
+    #[arg(long, env = "PGTAPE_UPSTREAM")]
+    pub upstream: String,
+    /// PEM certificate presented to clients that ask for TLS (with --tls-key).
+    #[arg(long, requires = "tls_key", env = "PGTAPE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert", env = "PGTAPE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS to the upstream: disable, prefer (use it if offered) or require.
+    #[arg(long, value_enum, default_value_t = UpstreamTls::Prefer, env = "PGTAPE_UPSTREAM_TLS")]
+    pub upstream_tls: UpstreamTls,
+    /// CA certificates (PEM) to verify the upstream's certificate and host name;
+    /// without it the upstream certificate is not verified (libpq's `require`).
+    #[arg(long, env = "PGTAPE_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Give up connecting to the upstream after this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// On SIGTERM/SIGINT, let sessions finish for this long before exiting.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Largest message accepted from a client, in bytes (PostgreSQL's own limit by default).
+    #[arg(long, default_value_t = MAX_MESSAGE_LEN)]
+    pub max_message_size: usize,
+}
+
+/// Everything a session needs, validated once at start.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub upstream: String,
+    pub upstream_tls: UpstreamTls,
+    pub upstream_tls_config: Arc<rustls::ClientConfig>,
+    /// Client-side TLS, when a certificate was given.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub max_message: usize,
+    pub connect_timeout: Duration,
+    /// Where statement events go; `None` taps nothing out.
+    pub tap: Option<TapSender>,
+}
+
+impl ProxyConfig {
+    /// A plain configuration for `upstream` (tests, demo).
+    pub fn new(upstream: impl Into<String>) -> Self {
+        ProxyConfig {
+            upstream: upstream.into(),
+            upstream_tls: UpstreamTls::Prefer,
+            upstream_tls_config: crate::wire::tls::client_config_insecure(),
+            tls: None,
+            max_message: MAX_MESSAGE_LEN,
+            connect_timeout: Duration::from_secs(5),
+            tap: None,
+        }
+    }
+
+    pub fn from_args(args: &ProxyArgs) -> anyhow::Result<Self> {
+        let mut cfg = ProxyConfig::new(args.upstream.clone());
+        if !args.upstream.contains(':') {
+            anyhow::bail!(
+                "--upstream {:?} needs a port, e.g. --upstream {}:5432",
+                args.upstream,
+                args.upstream
+            );
+        }
+        cfg.upstream_tls = args.upstream_tls;
+        if let Some(ca) = &args.upstream_ca {
+            cfg.upstream_tls_config = crate::wire::tls::client_config_verified(ca)?;
+        }
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            cfg.tls = Some(crate::wire::tls::server_config(cert, key)?);
+        }
+        if args.max_message_size < 1024 || args.max_message_size > MAX_MESSAGE_LEN {
+            anyhow::bail!("--max-message-size must be between 1024 and {MAX_MESSAGE_LEN} bytes");
+        }
+        cfg.max_message = args.max_message_size;
+        cfg.connect_timeout = args.connect_timeout;
+        Ok(cfg)
+    }
+}
+
+/// Runs `pgtape proxy` until SIGTERM or SIGINT.
+pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
+    let cfg = ProxyConfig::from_args(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+        tracing::info!(listen = %listener.local_addr()?, upstream = %cfg.upstream, "proxy ready");
+        serve(
+            listener,
+            Arc::new(cfg),
+            crate::cli::shutdown_signal(),
+            args.shutdown_grace,
+        )
+        .await?;
+        Ok(crate::cli::exit::OK)
+    })
+}

@@ -1,0 +1,271 @@
+//! One client connection: the startup phase (SSL and GSSENC negotiation,
+//! CancelRequest, the StartupMessage), the upstream connection, then the two
+//! pumps until either side ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use super::event::ConnectEvent;
+use super::pump::{End, PumpCtx, now_us, pump};
+use super::stream::Stream;
+use super::tap::Tap;
+use super::{ProxyConfig, UpstreamTls};
+use crate::wire::frame::{
+    CANCEL_REQUEST_CODE, Direction, FrameError, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, peek_startup,
+};
+use crate::wire::messages::{error_response, startup_params};
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("client sent a malformed startup packet: {0}")]
+    Startup(#[from] FrameError),
+    #[error("client asked for unsupported protocol version {0}.{1}")]
+    Version(u16, u16),
+    #[error("client sent data after SSLRequest before the TLS handshake")]
+    DataAfterSslRequest,
+    #[error("client closed the connection during startup")]
+    ClosedDuringStartup,
+    #[error("TLS handshake with client failed: {0}")]
+    ClientTls(std::io::Error),
+    #[error(
+        "cannot reach upstream {upstream}: {reason}; check --upstream and that the server is running"
+    )]
+    Upstream { upstream: String, reason: String },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl SessionError {
+    /// The ErrorResponse to send the client, if it can still read one.
+    fn to_client(&self) -> Option<Vec<u8>> {
+        let text = format!("pgtape: {self}");
+        match self {
+            SessionError::Startup(_)
+            | SessionError::Version(..)
+            | SessionError::DataAfterSslRequest => Some(error_response("FATAL", "08P01", &text)),
+            SessionError::Upstream { .. } => Some(error_response("FATAL", "08001", &text)),
+            _ => None,
+        }
+    }
+}
+
+/// Reads one untagged startup-phase packet.
+async fn read_startup(s: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, SessionError> {
+    loop {
+        if let Some(len) = peek_startup(buf)? {
+            return Ok(buf.split_to(len));
+        }
+        if s.read_buf(buf).await? == 0 {
+            return Err(SessionError::ClosedDuringStartup);
+        }
+    }
+}
+
+fn code_of(packet: &[u8]) -> u32 {
+    u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]])
+}
+
+/// Serves one client connection to the end.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, cfg: Arc<ProxyConfig>) {
+    let _ = tcp.set_nodelay(true);
+    let mut client = Stream::Tcp(tcp);
+    let session_id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = run(&mut client, peer, session_id, &cfg).await {
+        match &e {
+            SessionError::ClosedDuringStartup => debug!(session_id, %peer, "{e}"),
+            _ => warn!(session_id, %peer, "{e}"),
+        }
+        if let Some(frame) = e.to_client() {
+            let _ = client.write_all(&frame).await;
+            let _ = client.shutdown().await;
+        }
+    }
+}
+
+async fn run(
+    client: &mut Stream,
+    peer: SocketAddr,
+    session_id: u64,
+    cfg: &ProxyConfig,
+) -> Result<(), SessionError> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let startup = loop {
+        let packet = read_startup(client, &mut buf).await?;
+        match code_of(&packet) {
+            SSL_REQUEST_CODE => match (&cfg.tls, &*client) {
+                (Some(tls), Stream::Tcp(_)) => {
+                    if !buf.is_empty() {
+                        return Err(SessionError::DataAfterSslRequest);
+                    }
+                    client.write_all(b"S").await?;
+                    let Stream::Tcp(tcp) = std::mem::replace(client, Stream::Taken) else {
+                        unreachable!("checked above")
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                    let tls = acceptor
+                        .accept(tcp)
+                        .await
+                        .map_err(SessionError::ClientTls)?;
+                    *client = Stream::ServerTls(Box::new(tls));
+                }
+                _ => client.write_all(b"N").await?,
+            },
+            GSSENC_REQUEST_CODE => client.write_all(b"N").await?,
+            CANCEL_REQUEST_CODE => {
+                // Relayed as is: the key belongs to the upstream backend, which
+                // the client learnt from the BackendKeyData we passed through.
+                let mut up = connect_upstream(cfg).await?;
+                up.write_all(&packet).await?;
+                let _ = up.shutdown().await;
+                debug!(session_id, "cancel request forwarded");
+                return Ok(());
+            }
+            code if code >> 16 == 3 => break packet,
+            code => return Err(SessionError::Version((code >> 16) as u16, code as u16)),
+        }
+    };
+    let code = code_of(&startup);
+    let params = startup_params(&startup[8..]);
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let user = get("user");
+    let database = match get("database") {
+        d if d.is_empty() => user.clone(),
+        d => d,
+    };
+    let connect = ConnectEvent {
+        session_id,
+        at_us: now_us(),
+        application_name: get("application_name"),
+        user,
+        database,
+        client_addr: peer.to_string(),
+        protocol_version: format!("{}.{}", code >> 16, code & 0xffff),
+        startup_params: params,
+    };
+    let mut upstream = connect_upstream(cfg).await?;
+    upstream.write_all(&startup).await?;
+    info!(session_id, %peer, user = %connect.user, database = %connect.database, "session started");
+    let strip_sasl_plus = client.is_tls() || upstream.is_tls();
+    let tap = Mutex::new(Tap::new(session_id, cfg.tap.clone(), connect));
+
+    let client_stream = std::mem::replace(client, Stream::Taken);
+    let (mut cr, mut cw) = client_stream.split();
+    let (mut ur, mut uw) = upstream.split();
+    // Whatever the client sent after its StartupMessage goes first.
+    let mut up_buf = buf;
+    let mut down_buf = BytesMut::with_capacity(16 * 1024);
+    let (stop_up_tx, mut stop_up) = oneshot::channel();
+    let (stop_down_tx, mut stop_down) = oneshot::channel();
+    let up_ctx = PumpCtx {
+        dir: Direction::Frontend,
+        tap: &tap,
+        max_message: cfg.max_message,
+        strip_sasl_plus: false,
+    };
+    let down_ctx = PumpCtx {
+        dir: Direction::Backend,
+        tap: &tap,
+        max_message: cfg.max_message,
+        strip_sasl_plus,
+    };
+
+    let up = async {
+        let end = pump(&mut cr, &mut uw, &mut up_buf, &up_ctx, &mut stop_up).await;
+        match &end {
+            End::Malformed(e) => {
+                let text = format!("pgtape: invalid message from client: {e}");
+                let _ = stop_down_tx.send(Some(error_response("FATAL", "08P01", &text)));
+                let _ = uw.shutdown().await;
+            }
+            End::Io(_) => {
+                let _ = stop_down_tx.send(None);
+            }
+            End::Eof | End::Stopped => {}
+        }
+        end
+    };
+    let down = async {
+        let end = pump(&mut ur, &mut cw, &mut down_buf, &down_ctx, &mut stop_down).await;
+        let _ = stop_up_tx.send(None);
+        end
+    };
+    let (up_end, down_end) = tokio::join!(up, down);
+    let reason = match (&up_end, &down_end) {
+        (End::Malformed(e), _) => format!("malformed client message: {e}"),
+        (End::Io(e), _) => format!("client I/O error: {e}"),
+        (_, End::Io(e)) => format!("upstream I/O error: {e}"),
+        (End::Stopped, End::Eof) => "upstream closed the connection".to_string(),
+        _ => String::new(),
+    };
+    let mut tap = tap.into_inner().unwrap_or_else(|e| e.into_inner());
+    tap.disconnect(reason.clone(), now_us());
+    if let End::Malformed(_) = up_end {
+        warn!(session_id, %peer, "{reason}");
+    }
+    info!(session_id, statements = tap.statements_seen, reason = %reason, "session ended");
+    Ok(())
+}
+
+/// Opens the upstream connection, negotiating TLS as `--upstream-tls` says.
+async fn connect_upstream(cfg: &ProxyConfig) -> Result<Stream, SessionError> {
+    let fail = |reason: String| SessionError::Upstream {
+        upstream: cfg.upstream.clone(),
+        reason,
+    };
+    let mut tcp =
+        match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.upstream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(fail(e.to_string())),
+            Err(_) => return Err(fail(format!("no answer within {:?}", cfg.connect_timeout))),
+        };
+    let _ = tcp.set_nodelay(true);
+    if cfg.upstream_tls == UpstreamTls::Disable {
+        return Ok(Stream::Tcp(tcp));
+    }
+    let mut req = [0u8; 8];
+    req[..4].copy_from_slice(&8u32.to_be_bytes());
+    req[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+    tcp.write_all(&req).await.map_err(|e| fail(e.to_string()))?;
+    let mut answer = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_exact(&mut answer))
+        .await
+        .map_err(|_| fail("no answer to SSLRequest".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    match (answer[0], cfg.upstream_tls) {
+        (b'S', _) => {
+            let connector = tokio_rustls::TlsConnector::from(cfg.upstream_tls_config.clone());
+            let host = cfg
+                .upstream
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(&cfg.upstream);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let tls = connector
+                .connect(crate::wire::tls::server_name(host), tcp)
+                .await
+                .map_err(|e| fail(format!("TLS handshake failed: {e}")))?;
+            Ok(Stream::ClientTls(Box::new(tls)))
+        }
+        (_, UpstreamTls::Require) => Err(fail(
+            "server does not accept TLS and --upstream-tls is require".into(),
+        )),
+        _ => Ok(Stream::Tcp(tcp)),
+    }
+}
