@@ -178,8 +178,8 @@ mod tests {
             let wire = frame(tag, &body);
             let frames: Vec<_> = Frames::new(&wire, Direction::Backend, MAX_MESSAGE_LEN).collect();
             assert_eq!(frames.len(), 1, "tag {tag}");
-            let (t, b) = frames[0].clone().unwrap();
-            assert_eq!((t, b), (tag, &body[..]));
+            let (t, b) = frames[0].as_ref().unwrap();
+            assert_eq!((*t, *b), (tag, &body[..]));
         }
     }
 
