@@ -141,3 +141,6 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
         Ok(crate::cli::exit::OK)
     })
 }
+
+#[cfg(test)]
+mod tap_tests;
