@@ -62,6 +62,9 @@ pub struct ProxyArgs {
     /// On SIGTERM/SIGINT, let sessions finish for this long before exiting.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Worker threads forwarding traffic (default: one per core).
+    #[arg(long, env = "PGTAPE_THREADS")]
+    pub threads: Option<usize>,
     /// Largest message accepted from a client, in bytes (PostgreSQL's own limit by default).
     #[arg(long, default_value_t = MAX_MESSAGE_LEN)]
     pub max_message_size: usize,
