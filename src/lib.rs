@@ -12,4 +12,5 @@ pub mod cli;
 pub mod cluster;
 pub mod logging;
 pub mod proxy;
+pub mod replay;
 pub mod wire;

@@ -5,13 +5,12 @@
 //! - [`pump`]: the forwarding loop of one direction.
 //! - [`tap`]: pairs requests with replies and emits statement events.
 //! - [`event`]: the events and the bounded channel to the recorder.
-//! - [`stream`]: plain and TLS sockets behind one type.
 
 pub mod event;
 pub mod pump;
 pub mod server;
 pub mod session;
-pub mod stream;
+
 pub mod tap;
 
 use std::path::PathBuf;

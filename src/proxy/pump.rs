@@ -12,10 +12,10 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::stream::{ReadHalf, WriteHalf};
 use super::tap::Tap;
 use crate::wire::frame::{Direction, FrameError, Frames, peek_frame};
 use crate::wire::messages as msg;
+use crate::wire::stream::{ReadHalf, WriteHalf};
 
 const READ_CHUNK: usize = 16 * 1024;
 

@@ -16,13 +16,13 @@ use tracing::{debug, info, warn};
 
 use super::event::ConnectEvent;
 use super::pump::{End, PumpCtx, now_us, pump};
-use super::stream::Stream;
 use super::tap::Tap;
 use super::{ProxyConfig, UpstreamTls};
 use crate::wire::frame::{
     CANCEL_REQUEST_CODE, Direction, FrameError, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, peek_startup,
 };
 use crate::wire::messages::{error_response, startup_params};
+use crate::wire::stream::Stream;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 

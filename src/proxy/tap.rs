@@ -13,10 +13,10 @@
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::event::{ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent, TapSender};
 use crate::wire::messages as msg;
+use crate::wire::rowhash::RowHash;
 
 /// A statement the server has (or is about to have) prepared.
 #[derive(Debug, Clone, Default)]
@@ -212,11 +212,15 @@ impl Tap {
         match tag {
             b'D' => {
                 if let Some(Expect::Execute(st) | Expect::Query(st)) = self.queue.front_mut() {
-                    let h = xxh3_64(body);
-                    st.ordered_hash = xxh3_64_with_seed(body, st.ordered_hash);
-                    st.unordered_hash = st.unordered_hash.wrapping_add(h);
-                    st.result_bytes += body.len() as u64 + 5;
-                    st.rows += 1;
+                    let mut h = RowHash {
+                        rows: st.rows,
+                        ordered: st.ordered_hash,
+                        unordered: st.unordered_hash,
+                        bytes: st.result_bytes,
+                    };
+                    h.add(body);
+                    (st.rows, st.ordered_hash, st.unordered_hash, st.result_bytes) =
+                        (h.rows, h.ordered, h.unordered, h.bytes);
                 }
             }
             b'C' => {

@@ -3,4 +3,6 @@
 
 pub mod frame;
 pub mod messages;
+pub mod rowhash;
+pub mod stream;
 pub mod tls;

@@ -1,0 +1,505 @@
+//! The replayer's wire-level PostgreSQL client: trust, cleartext, md5 and
+//! SCRAM-SHA-256 authentication (postgres-protocol's encoders and
+//! ScramSha256), TLS per sslmode, and statements sent as the capture recorded
+//! them: simple queries as captured, extended ones with the original parameter
+//! type OIDs, formats and bytes, result formats and row limits.
+//!
+//! Results are reduced as they stream in (row hashes, columns, tag, error);
+//! rows are never kept. Named statements are prepared once per connection
+//! under a name derived from the SQL and parameter types, and prepared again
+//! when the server lost them (DISCARD ALL, SQLSTATE 26000) or their plan
+//! changed result type.
+
+use std::collections::HashSet;
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::conn_opts::{ConnOpts, SslMode};
+use crate::wire::frame::{Direction, Frames, MAX_MESSAGE_LEN, SSL_REQUEST_CODE, put_frame};
+use crate::wire::messages::{Reader, parse_error, sasl_mechanisms};
+use crate::wire::rowhash::RowHash;
+use crate::wire::stream::Stream;
+
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url} rejected the connection: {code} {message}")]
+    Rejected {
+        url: String,
+        code: String,
+        message: String,
+    },
+    #[error("{url} asked for a password; put it in the URL (postgres://user:password@host/db)")]
+    NoPassword { url: String },
+    #[error("{url}: {reason}")]
+    Protocol { url: String, reason: String },
+}
+
+/// What one statement returned, reduced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub command_tag: String,
+    pub hash: RowHash,
+    /// Column names and type OIDs from RowDescription.
+    pub columns: Vec<(String, u32)>,
+    /// SQLSTATE and message of the first error.
+    pub error: Option<(String, String)>,
+}
+
+impl Outcome {
+    /// Rows as the tap counts them: DataRows, else the command tag's count.
+    pub fn rows(&self) -> u64 {
+        if self.hash.rows > 0 {
+            self.hash.rows
+        } else {
+            self.command_tag
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        }
+    }
+}
+
+/// An extended-protocol statement as captured.
+#[derive(Debug, Clone, Copy)]
+pub struct Extended<'a> {
+    pub sql: &'a [u8],
+    pub param_oids: &'a [u32],
+    pub param_formats: &'a [i16],
+    pub params: &'a [Option<&'a [u8]>],
+    pub result_formats: &'a [i16],
+    pub max_rows: i32,
+    /// The client used a named statement (prepare once, execute by name).
+    pub named: bool,
+}
+
+enum Stop {
+    Ready,
+    Suspended,
+    Completed,
+}
+
+pub struct Client {
+    stream: Stream,
+    buf: BytesMut,
+    out: BytesMut,
+    prepared: HashSet<u64>,
+}
+
+impl Client {
+    /// Connects and authenticates; `params` are extra startup parameters
+    /// (the captured ones: client_encoding, DateStyle, application_name, ...).
+    pub async fn connect(
+        opts: &ConnOpts,
+        user: &str,
+        params: &[(String, String)],
+    ) -> Result<Client, ConnectError> {
+        let url = opts.display();
+        let unreachable = |reason: String| ConnectError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let tcp =
+            match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(opts.addr()))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(unreachable(e.to_string())),
+                Err(_) => return Err(unreachable("no answer within 10 s".into())),
+            };
+        let _ = tcp.set_nodelay(true);
+        let stream = negotiate_tls(tcp, opts).await.map_err(unreachable)?;
+        let mut c = Client {
+            stream,
+            buf: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::new(),
+            prepared: HashSet::new(),
+        };
+        let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
+        for (k, v) in params {
+            if !matches!(k.as_str(), "user" | "database" | "replication") {
+                startup.push((k, v));
+            }
+        }
+        if let Some(app) = &opts.application_name {
+            startup.retain(|(k, _)| *k != "application_name");
+            startup.push(("application_name", app));
+        }
+        frontend::startup_message(startup.iter().copied(), &mut c.out)
+            .map_err(|e| unreachable(e.to_string()))?;
+        c.flush_out()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        c.authenticate(opts, user).await?;
+        Ok(c)
+    }
+
+    async fn authenticate(&mut self, opts: &ConnOpts, user: &str) -> Result<(), ConnectError> {
+        let url = opts.display();
+        let proto = |reason: String| ConnectError::Protocol {
+            url: url.clone(),
+            reason,
+        };
+        let password = || {
+            opts.password
+                .clone()
+                .ok_or_else(|| ConnectError::NoPassword { url: url.clone() })
+        };
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let (tag, body) = self.read_frame().await.map_err(|e| proto(e.to_string()))?;
+            match tag {
+                b'R' => {
+                    let mut r = Reader::new(&body, "Authentication");
+                    let code = r.i32().map_err(|e| proto(e.to_string()))?;
+                    match code {
+                        0 => {}
+                        3 => frontend::password_message(password()?.as_bytes(), &mut self.out)
+                            .map_err(|e| proto(e.to_string()))?,
+                        5 => {
+                            let salt: [u8; 4] = r
+                                .bytes(4)
+                                .map_err(|e| proto(e.to_string()))?
+                                .try_into()
+                                .expect("4 bytes");
+                            let hash = md5_hash(user.as_bytes(), password()?.as_bytes(), salt);
+                            frontend::password_message(hash.as_bytes(), &mut self.out)
+                                .map_err(|e| proto(e.to_string()))?;
+                        }
+                        10 => {
+                            if !sasl_mechanisms(&body).contains(&&b"SCRAM-SHA-256"[..]) {
+                                return Err(proto(
+                                    "server offers no SASL mechanism pgtape supports".into(),
+                                ));
+                            }
+                            let s = ScramSha256::new(
+                                password()?.as_bytes(),
+                                ChannelBinding::unsupported(),
+                            );
+                            frontend::sasl_initial_response(
+                                "SCRAM-SHA-256",
+                                s.message(),
+                                &mut self.out,
+                            )
+                            .map_err(|e| proto(e.to_string()))?;
+                            scram = Some(s);
+                        }
+                        11 => {
+                            let s = scram
+                                .as_mut()
+                                .ok_or_else(|| proto("SASLContinue without SASL".into()))?;
+                            s.update(r.rest()).map_err(|e| proto(e.to_string()))?;
+                            frontend::sasl_response(s.message(), &mut self.out)
+                                .map_err(|e| proto(e.to_string()))?;
+                        }
+                        12 => {
+                            let s = scram
+                                .as_mut()
+                                .ok_or_else(|| proto("SASLFinal without SASL".into()))?;
+                            s.finish(r.rest())
+                                .map_err(|e| proto(format!("server signature: {e}")))?;
+                        }
+                        other => {
+                            return Err(proto(format!(
+                                "unsupported authentication request {other}"
+                            )));
+                        }
+                    }
+                    self.flush_out().await.map_err(|e| proto(e.to_string()))?;
+                }
+                b'E' => {
+                    let f = parse_error(&body).map_err(|e| proto(e.to_string()))?;
+                    return Err(ConnectError::Rejected {
+                        url,
+                        code: String::from_utf8_lossy(f.code).into_owned(),
+                        message: String::from_utf8_lossy(f.message).into_owned(),
+                    });
+                }
+                b'Z' => return Ok(()),
+                _ => {} // ParameterStatus, BackendKeyData, NegotiateProtocolVersion, notices
+            }
+        }
+    }
+
+    async fn flush_out(&mut self) -> io::Result<()> {
+        self.stream.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// One whole frame (startup phase only: allocates).
+    async fn read_frame(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        loop {
+            if let Some(Ok((tag, body))) =
+                Frames::new(&self.buf, Direction::Backend, MAX_MESSAGE_LEN).next()
+            {
+                let frame = (tag, body.to_vec());
+                self.buf.advance(body.len() + 5);
+                return Ok(frame);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// A simple Query, as captured.
+    pub async fn simple(&mut self, sql: &[u8]) -> io::Result<Outcome> {
+        let mut body = Vec::with_capacity(sql.len() + 1);
+        body.extend_from_slice(sql);
+        body.push(0);
+        let mut frame = Vec::with_capacity(body.len() + 5);
+        put_frame(&mut frame, b'Q', &body);
+        self.stream.write_all(&frame).await?;
+        let mut out = Outcome::default();
+        while !matches!(self.read_until(&mut out, false).await?, Stop::Ready) {}
+        Ok(out)
+    }
+
+    /// An extended-protocol statement; re-prepares once when the server lost
+    /// the statement or its plan changed result type.
+    pub async fn extended(&mut self, x: &Extended<'_>) -> io::Result<Outcome> {
+        let out = self.extended_once(x, false).await?;
+        let lost = out.error.as_ref().is_some_and(|(code, msg)| {
+            code == "26000"
+                || (code == "0A000" && msg.contains("cached plan must not change result type"))
+        });
+        if x.named && lost {
+            self.extended_once(x, true).await
+        } else {
+            Ok(out)
+        }
+    }
+
+    async fn extended_once(&mut self, x: &Extended<'_>, reprepare: bool) -> io::Result<Outcome> {
+        let key = statement_key(x.sql, x.param_oids);
+        let name = if x.named {
+            format!("pgtape_{key:016x}")
+        } else {
+            String::new()
+        };
+        self.out.clear();
+        let must_parse = !x.named || reprepare || !self.prepared.contains(&key);
+        if must_parse {
+            if x.named {
+                // Closing a statement that does not exist is not an error.
+                frontend::close(b'S', &name, &mut self.out)?;
+                self.prepared.insert(key);
+            }
+            encode_parse(&name, x.sql, x.param_oids, &mut self.out);
+        }
+        frontend::bind(
+            "",
+            &name,
+            x.param_formats.iter().copied(),
+            x.params.iter(),
+            |v, buf| match v {
+                Some(b) => {
+                    buf.put_slice(b);
+                    Ok(postgres_protocol::IsNull::No)
+                }
+                None => Ok(postgres_protocol::IsNull::Yes),
+            },
+            x.result_formats.iter().copied(),
+            &mut self.out,
+        )
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "parameter too large to bind"))?;
+        frontend::describe(b'P', "", &mut self.out)?;
+        frontend::execute("", x.max_rows.max(0), &mut self.out)?;
+        let paged = x.max_rows > 0;
+        if paged {
+            frontend::flush(&mut self.out)
+        } else {
+            frontend::sync(&mut self.out)
+        }
+        let batch = std::mem::take(&mut self.out);
+        self.stream.write_all(&batch).await?;
+        self.out = batch;
+        let mut out = Outcome::default();
+        loop {
+            match self.read_until(&mut out, paged).await? {
+                Stop::Ready => break,
+                Stop::Suspended => {
+                    self.out.clear();
+                    frontend::execute("", x.max_rows, &mut self.out)?;
+                    frontend::flush(&mut self.out);
+                    self.flush_out().await?;
+                }
+                Stop::Completed => {
+                    self.out.clear();
+                    frontend::sync(&mut self.out);
+                    self.flush_out().await?;
+                }
+            }
+        }
+        if out.error.is_some() && must_parse && x.named {
+            self.prepared.remove(&key);
+        }
+        Ok(out)
+    }
+
+    /// Reads and reduces frames until ReadyForQuery (or, paging, until the
+    /// Execute completed or was suspended).
+    async fn read_until(&mut self, out: &mut Outcome, paged: bool) -> io::Result<Stop> {
+        loop {
+            let mut stop = None;
+            let mut copy_in = false;
+            let consumed = {
+                let mut frames = Frames::new(&self.buf, Direction::Backend, MAX_MESSAGE_LEN);
+                for f in frames.by_ref() {
+                    let (tag, body) =
+                        f.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    match tag {
+                        b'D' => out.hash.add(body),
+                        b'T' => out.columns = row_description(body),
+                        b'C' => {
+                            out.command_tag =
+                                String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body))
+                                    .into_owned();
+                            if paged {
+                                stop = Some(Stop::Completed);
+                            }
+                        }
+                        b'I' if paged => stop = Some(Stop::Completed),
+                        b's' if paged => stop = Some(Stop::Suspended),
+                        b'E' => {
+                            if out.error.is_none() {
+                                let f = parse_error(body)
+                                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                                out.error = Some((
+                                    String::from_utf8_lossy(f.code).into_owned(),
+                                    String::from_utf8_lossy(f.message).into_owned(),
+                                ));
+                            }
+                            if paged {
+                                stop = Some(Stop::Completed);
+                            }
+                        }
+                        b'G' => copy_in = true,
+                        b'Z' => stop = Some(Stop::Ready),
+                        _ => {}
+                    }
+                    if stop.is_some() || copy_in {
+                        break;
+                    }
+                }
+                frames.consumed()
+            };
+            self.buf.advance(consumed);
+            if copy_in {
+                // The capture holds no COPY data for this statement: abort it cleanly.
+                self.out.clear();
+                let msg = b"pgtape: COPY data was not captured\0";
+                put_frame_bytes(&mut self.out, b'f', msg);
+                self.flush_out().await?;
+                continue;
+            }
+            if let Some(s) = stop {
+                return Ok(s);
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Ends the session politely.
+    pub async fn terminate(mut self) {
+        self.out.clear();
+        frontend::terminate(&mut self.out);
+        let _ = self.flush_out().await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+fn put_frame_bytes(out: &mut BytesMut, tag: u8, body: &[u8]) {
+    out.put_u8(tag);
+    out.put_u32(body.len() as u32 + 4);
+    out.put_slice(body);
+}
+
+/// Parse with the SQL as raw bytes (captured SQL need not be UTF-8).
+fn encode_parse(name: &str, sql: &[u8], oids: &[u32], out: &mut BytesMut) {
+    let mut body = Vec::with_capacity(name.len() + sql.len() + 4 + oids.len() * 4);
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    body.extend_from_slice(sql);
+    body.push(0);
+    body.extend_from_slice(&(oids.len() as i16).to_be_bytes());
+    for o in oids {
+        body.extend_from_slice(&o.to_be_bytes());
+    }
+    put_frame_bytes(out, b'P', &body);
+}
+
+/// The per-connection statement name key: the SQL and its parameter types.
+pub fn statement_key(sql: &[u8], oids: &[u32]) -> u64 {
+    let mut k = Vec::with_capacity(sql.len() + oids.len() * 4);
+    k.extend_from_slice(sql);
+    for o in oids {
+        k.extend_from_slice(&o.to_be_bytes());
+    }
+    xxh3_64(&k)
+}
+
+fn row_description(body: &[u8]) -> Vec<(String, u32)> {
+    let mut r = Reader::new(body, "RowDescription");
+    let Ok(n) = r.count() else { return Vec::new() };
+    let mut cols = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (Ok(name), Ok(_table), Ok(_col), Ok(oid), Ok(_len), Ok(_mod), Ok(_fmt)) = (
+            r.cstr(),
+            r.i32(),
+            r.i16(),
+            r.i32(),
+            r.i16(),
+            r.i32(),
+            r.i16(),
+        ) else {
+            break;
+        };
+        cols.push((String::from_utf8_lossy(name).into_owned(), oid as u32));
+    }
+    cols
+}
+
+async fn negotiate_tls(mut tcp: TcpStream, opts: &ConnOpts) -> Result<Stream, String> {
+    if opts.sslmode == SslMode::Disable {
+        return Ok(Stream::Tcp(tcp));
+    }
+    let mut req = [0u8; 8];
+    req[..4].copy_from_slice(&8u32.to_be_bytes());
+    req[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+    tcp.write_all(&req).await.map_err(|e| e.to_string())?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    match (answer[0], opts.sslmode) {
+        (b'S', _) => {
+            let connector =
+                tokio_rustls::TlsConnector::from(crate::wire::tls::client_config_insecure());
+            let tls = connector
+                .connect(crate::wire::tls::server_name(&opts.host), tcp)
+                .await
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            Ok(Stream::ClientTls(Box::new(tls)))
+        }
+        (_, SslMode::Require) => Err("the server does not accept TLS and sslmode=require".into()),
+        _ => Ok(Stream::Tcp(tcp)),
+    }
+}
