@@ -1,0 +1,361 @@
+//! Replay result files: one row per statement per side, written as Parquet
+//! (`source.parquet`, `target.parquet` under `--results`), joined by the diff
+//! on (session_id, seq, clone). Each row carries the captured statement (SQL,
+//! parameters, captured result summary) beside what the side returned, so a
+//! results directory is self-contained: the diff and `pgtape report` need
+//! nothing else.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+/// Version of the results schema, in each file's `pgtape.results.version`.
+pub const RESULTS_SCHEMA_VERSION: u32 = 1;
+pub const VERSION_KEY: &str = "pgtape.results.version";
+
+/// Column names of a results file.
+pub mod col {
+    pub const SIDE: &str = "side";
+    pub const SESSION_ID: &str = "session_id";
+    pub const SEQ: &str = "seq";
+    pub const CLONE: &str = "clone";
+    pub const FINGERPRINT: &str = "fingerprint";
+    pub const NORMALIZED_SQL: &str = "normalized_sql";
+    pub const SQL: &str = "sql";
+    pub const PROTOCOL: &str = "protocol";
+    pub const READ_ONLY: &str = "read_only";
+    pub const PARAM_TYPES: &str = "param_types";
+    pub const PARAM_FORMATS: &str = "param_formats";
+    pub const PARAM_VALUES: &str = "param_values";
+    pub const RESULT_FORMATS: &str = "result_formats";
+    pub const MAX_ROWS: &str = "max_rows";
+    pub const CAPTURED_TS: &str = "captured_ts";
+    pub const CAPTURED_DURATION_US: &str = "captured_duration_us";
+    pub const CAPTURED_COMMAND_TAG: &str = "captured_command_tag";
+    pub const CAPTURED_ROWS: &str = "captured_rows";
+    pub const CAPTURED_ORDERED_HASH: &str = "captured_ordered_hash";
+    pub const CAPTURED_UNORDERED_HASH: &str = "captured_unordered_hash";
+    pub const CAPTURED_SQLSTATE: &str = "captured_sqlstate";
+    pub const SCHEDULED_US: &str = "scheduled_us";
+    pub const STARTED_US: &str = "started_us";
+    pub const LAG_US: &str = "lag_us";
+    pub const STARTED_AT: &str = "started_at";
+    pub const DURATION_US: &str = "duration_us";
+    pub const STATUS: &str = "status";
+    pub const REASON: &str = "reason";
+    pub const COMMAND_TAG: &str = "command_tag";
+    pub const ROWS: &str = "rows";
+    pub const ORDERED_HASH: &str = "ordered_hash";
+    pub const UNORDERED_HASH: &str = "unordered_hash";
+    pub const RESULT_BYTES: &str = "result_bytes";
+    pub const COLUMN_NAMES: &str = "column_names";
+    pub const COLUMN_TYPES: &str = "column_types";
+    pub const SQLSTATE: &str = "sqlstate";
+    pub const ERROR_MESSAGE: &str = "error_message";
+}
+
+/// What happened to one statement on one side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Error,
+    NotReplayed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::NotReplayed => "not_replayed",
+        }
+    }
+}
+
+/// The captured statement a result row refers to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub session_id: i64,
+    pub seq: i64,
+    pub ts_us: i64,
+    pub duration_us: i64,
+    pub fingerprint: i64,
+    pub normalized_sql: String,
+    pub sql: String,
+    pub protocol: String,
+    pub read_only: bool,
+    pub param_types: Vec<u32>,
+    pub param_formats: Vec<i16>,
+    pub param_values: Vec<Option<Vec<u8>>>,
+    pub result_formats: Vec<i16>,
+    pub max_rows: i32,
+    pub command_tag: Option<String>,
+    pub rows: i64,
+    pub ordered_hash: i64,
+    pub unordered_hash: i64,
+    pub sqlstate: Option<String>,
+}
+
+/// One row of a results file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRow {
+    pub side: &'static str,
+    pub clone: i32,
+    pub captured: Arc<Captured>,
+    pub scheduled_us: i64,
+    pub started_us: i64,
+    pub started_at_us: i64,
+    pub duration_us: i64,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub command_tag: Option<String>,
+    pub rows: i64,
+    pub ordered_hash: i64,
+    pub unordered_hash: i64,
+    pub result_bytes: i64,
+    pub columns: Vec<(String, u32)>,
+    pub error: Option<(String, String)>,
+}
+
+fn list(name: &str, item: DataType, nullable: bool) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new("item", item, nullable))), true)
+}
+
+/// The results schema (without metadata).
+pub fn results_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        use DataType::*;
+        let ts = Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        Arc::new(Schema::new(vec![
+            Field::new(col::SIDE, Utf8, false),
+            Field::new(col::SESSION_ID, Int64, false),
+            Field::new(col::SEQ, Int64, false),
+            Field::new(col::CLONE, Int32, false),
+            Field::new(col::FINGERPRINT, Int64, false),
+            Field::new(col::NORMALIZED_SQL, Utf8, true),
+            Field::new(col::SQL, Utf8, true),
+            Field::new(col::PROTOCOL, Utf8, true),
+            Field::new(col::READ_ONLY, Boolean, false),
+            list(col::PARAM_TYPES, UInt32, false),
+            list(col::PARAM_FORMATS, Int16, false),
+            list(col::PARAM_VALUES, Binary, true),
+            list(col::RESULT_FORMATS, Int16, false),
+            Field::new(col::MAX_ROWS, Int32, false),
+            Field::new(col::CAPTURED_TS, ts.clone(), false),
+            Field::new(col::CAPTURED_DURATION_US, Int64, false),
+            Field::new(col::CAPTURED_COMMAND_TAG, Utf8, true),
+            Field::new(col::CAPTURED_ROWS, Int64, false),
+            Field::new(col::CAPTURED_ORDERED_HASH, Int64, false),
+            Field::new(col::CAPTURED_UNORDERED_HASH, Int64, false),
+            Field::new(col::CAPTURED_SQLSTATE, Utf8, true),
+            Field::new(col::SCHEDULED_US, Int64, false),
+            Field::new(col::STARTED_US, Int64, false),
+            Field::new(col::LAG_US, Int64, false),
+            Field::new(col::STARTED_AT, ts, false),
+            Field::new(col::DURATION_US, Int64, false),
+            Field::new(col::STATUS, Utf8, false),
+            Field::new(col::REASON, Utf8, true),
+            Field::new(col::COMMAND_TAG, Utf8, true),
+            Field::new(col::ROWS, Int64, false),
+            Field::new(col::ORDERED_HASH, Int64, false),
+            Field::new(col::UNORDERED_HASH, Int64, false),
+            Field::new(col::RESULT_BYTES, Int64, false),
+            list(col::COLUMN_NAMES, Utf8, false),
+            list(col::COLUMN_TYPES, UInt32, false),
+            Field::new(col::SQLSTATE, Utf8, true),
+            Field::new(col::ERROR_MESSAGE, Utf8, true),
+        ]))
+    })
+    .clone()
+}
+
+/// Builds a RecordBatch from result rows.
+pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
+    let n = rows.len();
+    let mut side = StringBuilder::with_capacity(n, n * 6);
+    let (mut session, mut seq, mut fp) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let mut clone = Int32Builder::new();
+    let (mut norm, mut sql, mut proto) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let mut read_only = BooleanBuilder::new();
+    let mut ptypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new("item", DataType::UInt32, false));
+    let mut pformats = ListBuilder::new(Int16Builder::new()).with_field(Field::new("item", DataType::Int16, false));
+    let mut pvalues = ListBuilder::new(BinaryBuilder::new());
+    let mut rformats = ListBuilder::new(Int16Builder::new()).with_field(Field::new("item", DataType::Int16, false));
+    let mut max_rows = Int32Builder::new();
+    let mut cts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let (mut cdur, mut crows, mut coh, mut cuh) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let (mut ctag, mut cstate) = (StringBuilder::new(), StringBuilder::new());
+    let (mut sched, mut started, mut lag, mut dur) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let mut started_at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let (mut status, mut reason, mut tag) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut nrows, mut oh, mut uh, mut bytes) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let mut cnames = ListBuilder::new(StringBuilder::new()).with_field(Field::new("item", DataType::Utf8, false));
+    let mut ctypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new("item", DataType::UInt32, false));
+    let (mut state, mut msg) = (StringBuilder::new(), StringBuilder::new());
+    for r in rows {
+        let c = &r.captured;
+        side.append_value(r.side);
+        session.append_value(c.session_id);
+        seq.append_value(c.seq);
+        clone.append_value(r.clone);
+        fp.append_value(c.fingerprint);
+        norm.append_value(&c.normalized_sql);
+        sql.append_value(&c.sql);
+        proto.append_value(&c.protocol);
+        read_only.append_value(c.read_only);
+        ptypes.values().append_slice(&c.param_types);
+        ptypes.append(true);
+        pformats.values().append_slice(&c.param_formats);
+        pformats.append(true);
+        for v in &c.param_values {
+            pvalues.values().append_option(v.as_deref());
+        }
+        pvalues.append(true);
+        rformats.values().append_slice(&c.result_formats);
+        rformats.append(true);
+        max_rows.append_value(c.max_rows);
+        cts.append_value(c.ts_us);
+        cdur.append_value(c.duration_us);
+        ctag.append_option(c.command_tag.as_deref());
+        crows.append_value(c.rows);
+        coh.append_value(c.ordered_hash);
+        cuh.append_value(c.unordered_hash);
+        cstate.append_option(c.sqlstate.as_deref());
+        sched.append_value(r.scheduled_us);
+        started.append_value(r.started_us);
+        lag.append_value(r.started_us - r.scheduled_us);
+        started_at.append_value(r.started_at_us);
+        dur.append_value(r.duration_us);
+        status.append_value(r.status.as_str());
+        reason.append_option(r.reason.as_deref());
+        tag.append_option(r.command_tag.as_deref());
+        nrows.append_value(r.rows);
+        oh.append_value(r.ordered_hash);
+        uh.append_value(r.unordered_hash);
+        bytes.append_value(r.result_bytes);
+        for (name, oid) in &r.columns {
+            cnames.values().append_value(name);
+            ctypes.values().append_value(*oid);
+        }
+        cnames.append(true);
+        ctypes.append(true);
+        state.append_option(r.error.as_ref().map(|e| e.0.as_str()));
+        msg.append_option(r.error.as_ref().map(|e| e.1.as_str()));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(side.finish()),
+        Arc::new(session.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(clone.finish()),
+        Arc::new(fp.finish()),
+        Arc::new(norm.finish()),
+        Arc::new(sql.finish()),
+        Arc::new(proto.finish()),
+        Arc::new(read_only.finish()),
+        Arc::new(ptypes.finish()),
+        Arc::new(pformats.finish()),
+        Arc::new(pvalues.finish()),
+        Arc::new(rformats.finish()),
+        Arc::new(max_rows.finish()),
+        Arc::new(cts.finish()),
+        Arc::new(cdur.finish()),
+        Arc::new(ctag.finish()),
+        Arc::new(crows.finish()),
+        Arc::new(coh.finish()),
+        Arc::new(cuh.finish()),
+        Arc::new(cstate.finish()),
+        Arc::new(sched.finish()),
+        Arc::new(started.finish()),
+        Arc::new(lag.finish()),
+        Arc::new(started_at.finish()),
+        Arc::new(dur.finish()),
+        Arc::new(status.finish()),
+        Arc::new(reason.finish()),
+        Arc::new(tag.finish()),
+        Arc::new(nrows.finish()),
+        Arc::new(oh.finish()),
+        Arc::new(uh.finish()),
+        Arc::new(bytes.finish()),
+        Arc::new(cnames.finish()),
+        Arc::new(ctypes.finish()),
+        Arc::new(state.finish()),
+        Arc::new(msg.finish()),
+    ];
+    RecordBatch::try_new(results_schema(), columns).expect("result rows match the results schema")
+}
+
+/// Writes one side's results file, a batch at a time (`.tmp`, renamed on finish).
+pub struct ResultWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    writer: ArrowWriter<File>,
+    pending: Vec<ResultRow>,
+    pub rows: u64,
+}
+
+impl ResultWriter {
+    pub fn create(dir: &Path, name: &str, metadata: &[(String, String)]) -> Result<ResultWriter, ResultsError> {
+        std::fs::create_dir_all(dir).map_err(|e| ResultsError::io(dir, e))?;
+        let path = dir.join(format!("{name}.parquet"));
+        let tmp = dir.join(format!("{name}.parquet.tmp"));
+        let file = File::create(&tmp).map_err(|e| ResultsError::io(&tmp, e))?;
+        let mut kv = vec![(VERSION_KEY.to_string(), RESULTS_SCHEMA_VERSION.to_string())];
+        kv.extend(metadata.iter().cloned());
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+            .set_key_value_metadata(Some(kv.into_iter().map(|(k, v)| parquet::file::metadata::KeyValue::new(k, v)).collect()))
+            .build();
+        let writer = ArrowWriter::try_new(file, results_schema(), Some(props)).map_err(|e| ResultsError::parquet(&tmp, e))?;
+        Ok(ResultWriter { path, tmp, writer, pending: Vec::with_capacity(4096), rows: 0 })
+    }
+
+    pub fn push(&mut self, row: ResultRow) -> Result<(), ResultsError> {
+        self.pending.push(row);
+        self.rows += 1;
+        if self.pending.len() >= 8192 { self.flush_batch() } else { Ok(()) }
+    }
+
+    fn flush_batch(&mut self) -> Result<(), ResultsError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(&self.pending);
+        self.pending.clear();
+        self.writer.write(&batch).map_err(|e| ResultsError::parquet(&self.tmp, e))
+    }
+
+    /// Flushes and renames into place; returns the final path.
+    pub fn finish(mut self) -> Result<PathBuf, ResultsError> {
+        self.flush_batch()?;
+        self.writer.close().map_err(|e| ResultsError::parquet(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| ResultsError::io(&self.path, e))?;
+        Ok(self.path)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: Parquet error: {source}", path.display())]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+}
+
+impl ResultsError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        ResultsError::Io { path: path.to_path_buf(), source }
+    }
+    fn parquet(path: &Path, source: parquet::errors::ParquetError) -> Self {
+        ResultsError::Parquet { path: path.to_path_buf(), source }
+    }
+}
