@@ -244,6 +244,15 @@ impl RequestChooser {
         }
         let r = self.rng.random_range(0..100);
         let hot = self.hot();
+        // Popular requests come mostly from the big tenants (u³ skews toward
+        // the low ids); the rest spread over all of them.
+        let skew: f64 = self.rng.random();
+        let n = self.sizes.organizations as f64;
+        let org = if hot {
+            1 + (n * skew.powi(3)).min(n - 1.0) as i32
+        } else {
+            org
+        };
         let user = self.user(org);
         match r {
             0..70 => {
