@@ -36,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Transparent proxy in front of PostgreSQL that records every statement.
     Proxy(crate::proxy::ProxyArgs),
+    /// Synthetic traffic: the analytics app or the order workflow (`workload setup` creates the schema).
+    Workload(crate::workload::WorkloadArgs),
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
