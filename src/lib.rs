@@ -4,10 +4,13 @@
 //! Modules follow the data's path:
 //! - [`wire`]: framing, the messages pgtape reads, TLS for both sides.
 //! - [`proxy`]: listener, session pump and the statement tap.
+//! - [`capture`]: the recorder (Arrow IPC segments → Parquet) and the capture reader.
+//! - [`report`]: summaries of a capture; table, JSON and HTML exporters.
 //! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
 //! - [`cli`]: the command line, validated into each command's configuration.
 //! - [`logging`]: tracing to stderr, text or JSON.
 
+pub mod capture;
 pub mod cli;
 pub mod cluster;
 pub mod logging;
