@@ -264,3 +264,251 @@ print(kinds.count("statement"), n)
         bytes as f64 / rows.len() as f64
     );
 }
+
+#[test]
+fn slow_recorder_drops_and_counts_while_pgbench_runs_at_full_speed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cap");
+    let delay = Duration::from_millis(5);
+    let (_db, stats, took) = record_pgbench(&dir, "extended", 2, 200, |rc| {
+        rc.queue = 64;
+        rc.slow_per_event = delay;
+    });
+    let offered = stats.events + stats.dropped;
+    assert!(
+        stats.dropped > 0,
+        "a 5 ms/event recorder must fall behind: {stats:?}"
+    );
+    // Had the tap waited for the recorder, pgbench could not finish before the
+    // recorder had spent `delay` on every event.
+    let blocking_floor = delay * offered as u32;
+    assert!(
+        took < blocking_floor / 2,
+        "pgbench took {took:?}; a blocking tap would need at least {blocking_floor:?}"
+    );
+    assert_eq!(stats.rows, stats.events, "received events are all written");
+    let cap = Capture::open(&dir).unwrap();
+    assert!(cap.errors.is_empty(), "{:?}", cap.errors);
+    assert_eq!(cap.total_rows() as u64, stats.rows);
+    assert_eq!(
+        cap.dropped(),
+        stats.dropped,
+        "drops are in the files' metadata"
+    );
+}
+
+/// A free port on 127.0.0.1 (released just before the proxy binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `pgtape proxy --capture dir` as a child process, ready to accept.
+fn spawn_proxy(upstream: &str, dir: &Path, extra: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    // The log goes beside the capture: kept for a failing test's context.
+    let log = std::fs::File::create(dir.with_extension(format!("{port}.log"))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgtape"))
+        .args([
+            "proxy",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            upstream,
+        ])
+        .arg("--capture")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the proxy to listen", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("proxy exited early: {status}");
+        }
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (child, port)
+}
+
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn count_tpcb_inserts(dir: &Path) -> usize {
+    statement_rows(dir)
+        .iter()
+        .filter(|r| r.sqlstate.is_none() && r.sql.starts_with("INSERT INTO pgbench_history"))
+        .count()
+}
+
+#[test]
+fn kill_9_during_load_loses_at_most_one_batch_and_restart_converts_the_leftover() {
+    let db = cluster(&ClusterOptions::default());
+    run_ok(&mut pgbench(db.port(), &["-i", "-q", "-s", "1"]));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cap");
+    let (mut proxy, port) = spawn_proxy(&db.addr(), &dir, &["--rotate-interval", "1s"]);
+    let mut load = pgbench(
+        port,
+        &["-n", "-M", "prepared", "-c", "4", "-j", "2", "-T", "60"],
+    );
+    let mut load = load
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed with closed files behind it and batches in the open segment.
+    wait_for(
+        Duration::from_secs(60),
+        "a converted file and a written batch",
+        || {
+            !files_with_ext(&dir, ".parquet").is_empty()
+                && files_with_ext(&dir, ".arrows").iter().any(|p| {
+                    std::fs::metadata(p)
+                        .map(|m| m.len() > 4096)
+                        .unwrap_or(false)
+                })
+        },
+    );
+    unsafe { libc::kill(proxy.id() as i32, libc::SIGKILL) };
+    proxy.wait().unwrap();
+    let _ = load.wait();
+    let before = files_with_ext(&dir, ".parquet");
+    assert!(
+        !files_with_ext(&dir, ".arrows").is_empty(),
+        "the killed run leaves its open segment"
+    );
+    let cap = Capture::open(&dir).unwrap();
+    assert!(
+        cap.errors.is_empty(),
+        "every earlier file is readable: {:?}",
+        cap.errors
+    );
+    assert_eq!(cap.files.len(), before.len());
+
+    // Restart: the leftover is converted before the proxy accepts clients.
+    let (mut proxy, _) = spawn_proxy(&db.addr(), &dir, &[]);
+    assert!(
+        files_with_ext(&dir, ".arrows").is_empty(),
+        "leftover segment converted at start"
+    );
+    unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
+    let status = proxy.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits cleanly: {status}");
+    assert!(files_with_ext(&dir, ".arrows").is_empty());
+    for f in &before {
+        assert!(f.exists(), "{} survives the restart", f.display());
+    }
+    let cap = Capture::open(&dir).unwrap();
+    assert!(cap.errors.is_empty(), "{:?}", cap.errors);
+
+    // Every committed pgbench transaction inserted one history row; all but
+    // at most one batch (8192 rows) of its statements must be in the capture.
+    let committed: usize = db
+        .psql("postgres", "SELECT count(*) FROM pgbench_history")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let captured = count_tpcb_inserts(&dir);
+    assert!(committed > 0 && captured > 0);
+    let lost_statements = committed.saturating_sub(captured) * 7;
+    eprintln!(
+        "kill -9: {committed} committed transactions, {captured} captured inserts, ~{lost_statements} statements lost"
+    );
+    assert!(
+        lost_statements <= 8192,
+        "lost {lost_statements} statements: more than one batch"
+    );
+}
+
+#[test]
+fn bad_files_are_named_and_the_others_still_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cap");
+    let recorder = Recorder::start(RecorderConfig::new(&dir, "127.0.0.1:5432")).unwrap();
+    let tx = recorder.sender();
+    for i in 1..=10u64 {
+        tx.send(pgtape::proxy::TapEvent::Statement(Box::new(
+            pgtape::proxy::event::StatementEvent {
+                session_id: 1,
+                seq: i,
+                start_us: 1_700_000_000_000_000 + i as i64,
+                duration_us: 10,
+                protocol: pgtape::proxy::event::Protocol::Simple,
+                sql: bytes::Bytes::from_static(b"SELECT 1"),
+                statement_name: Default::default(),
+                param_oids: Default::default(),
+                bind: Default::default(),
+                max_rows: 0,
+                command_tag: bytes::Bytes::from_static(b"SELECT 1"),
+                rows: 1,
+                ordered_hash: 0,
+                unordered_hash: 0,
+                result_bytes: 11,
+                error: None,
+                tx_status: b'I',
+            },
+        )));
+    }
+    drop(tx);
+    let stats = recorder.close().unwrap();
+    let good = stats.files[0].clone();
+    std::fs::write(dir.join("notes.parquet"), "not parquet at all").unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(dir.join("cut.parquet"), &bytes[..bytes.len() / 2]).unwrap();
+    write_newer_version(&good, &dir.join("zz-future.parquet"));
+
+    let cap = Capture::open(&dir).unwrap();
+    assert_eq!(cap.files.len(), 1);
+    assert_eq!(cap.total_rows(), 10);
+    let msgs: Vec<String> = cap.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(msgs.len(), 3, "{msgs:#?}");
+    let find = |name: &str| {
+        msgs.iter()
+            .find(|m| m.contains(name))
+            .unwrap_or_else(|| panic!("no error names {name}: {msgs:#?}"))
+    };
+    assert!(find("notes.parquet").contains("not a Parquet file"));
+    assert!(find("cut.parquet").contains("truncated"));
+    assert!(find("zz-future.parquet").contains("upgrade pgtape"));
+    assert!(matches!(
+        cap.errors
+            .iter()
+            .find(|e| e.to_string().contains("zz-future")),
+        Some(CaptureError::NewerVersion { found: 99, .. })
+    ));
+}
+
+/// Rewrites a capture file as if a future pgtape (schema version 99) wrote it.
+fn write_newer_version(from: &Path, to: &Path) {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(from).unwrap()).unwrap();
+    let schema = r.schema().clone();
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "pgtape.capture.version".into(),
+            "99".to_string(),
+        )]))
+        .build();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(to).unwrap(), schema, Some(props)).unwrap();
+    for b in r.build().unwrap() {
+        w.write(&b.unwrap()).unwrap();
+    }
+    w.close().unwrap();
+}

@@ -125,7 +125,7 @@ impl Recorder {
             segment: None,
             segments_opened: 0,
             batch_started: None,
-            dropped_at_open: 0,
+            dropped_attributed: 0,
             write_dropped: 0,
             dropped_logged: 0,
             last_drop_log: Instant::now(),
@@ -206,7 +206,7 @@ struct Worker {
     segment: Option<Segment>,
     segments_opened: u64,
     batch_started: Option<Instant>,
-    dropped_at_open: u64,
+    dropped_attributed: u64,
     write_dropped: u64,
     dropped_logged: u64,
     last_drop_log: Instant,
@@ -300,10 +300,7 @@ impl Worker {
         if self.segment.is_none() {
             self.segments_opened += 1;
             match Segment::create(&self.cfg.dir, &self.info, now_us(), self.segments_opened) {
-                Ok(s) => {
-                    self.dropped_at_open = self.total_dropped();
-                    self.segment = Some(s);
-                }
+                Ok(s) => self.segment = Some(s),
                 Err(e) => {
                     self.write_dropped += n;
                     self.warn_write(&e);
@@ -334,14 +331,17 @@ impl Worker {
         let Some(seg) = self.segment.take() else {
             return;
         };
+        // Drops since the previous segment closed belong to this one, so the
+        // files' DROPPED values add up to the capture's total.
         let total = self.total_dropped();
         let extra = vec![
             (
                 meta::DROPPED.to_string(),
-                (total - self.dropped_at_open).to_string(),
+                (total - self.dropped_attributed).to_string(),
             ),
             (meta::DROPPED_TOTAL.to_string(), total.to_string()),
         ];
+        self.dropped_attributed = total;
         match seg.close() {
             Ok(path) => {
                 if let Some((c, _)) = &self.converter {
