@@ -36,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Transparent proxy in front of PostgreSQL that records every statement.
     Proxy(crate::proxy::ProxyArgs),
+    /// Summarise a capture: top fingerprints, latency percentiles, errors, slow statements.
+    Report(crate::report::ReportArgs),
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.

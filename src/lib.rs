@@ -15,4 +15,5 @@ pub mod cli;
 pub mod cluster;
 pub mod logging;
 pub mod proxy;
+pub mod report;
 pub mod wire;

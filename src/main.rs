@@ -9,6 +9,7 @@ fn main() {
     pgtape::logging::init(cli.log_format);
     let result = match cli.command {
         Command::Proxy(args) => pgtape::proxy::main(args),
+        Command::Report(args) => pgtape::report::main(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -512,3 +512,121 @@ fn write_newer_version(from: &Path, to: &Path) {
     }
     w.close().unwrap();
 }
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/capture-small");
+
+/// Rewrites the committed report fixture (run by hand after a schema change:
+/// `cargo test --test capture regenerate -- --ignored`).
+#[test]
+#[ignore]
+fn regenerate_report_fixture() {
+    use pgtape::capture::synth::{Synth, events, write_capture};
+    let dir = Path::new(FIXTURE);
+    let _ = std::fs::remove_dir_all(dir);
+    let info = pgtape::capture::CaptureInfo {
+        capture_id: "00000000fixture0".into(),
+        upstream: "127.0.0.1:5432".into(),
+        started_at_us: 1_714_564_800_000_000,
+        params_redacted: false,
+    };
+    let synth = Synth {
+        statements: 2000,
+        gap_us: 30_000,
+        ..Default::default()
+    };
+    let files = write_capture(dir, &info, events(&synth), 256, 1000).unwrap();
+    assert_eq!(files.len(), 2);
+}
+
+fn fixture_summary() -> pgtape::report::Summary {
+    let cap = Capture::open(Path::new(FIXTURE)).unwrap();
+    assert!(cap.errors.is_empty(), "{:?}", cap.errors);
+    let opts = pgtape::report::SummaryOptions {
+        top: 5,
+        slow_ms: 1.5,
+        slow_limit: 3,
+        max_points: 10,
+    };
+    pgtape::report::summarize(&cap, &opts).unwrap()
+}
+
+fn export(s: &pgtape::report::Summary, f: pgtape::report::Format) -> String {
+    let mut out = Vec::new();
+    f.exporter().export(s, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn report_table_of_the_fixture_capture() {
+    let s = fixture_summary();
+    assert_eq!(s.statements, 2000, "the fixture is not empty");
+    insta::assert_snapshot!(export(&s, pgtape::report::Format::Table));
+}
+
+#[test]
+fn report_json_of_the_fixture_capture() {
+    let s = fixture_summary();
+    let json = export(&s, pgtape::report::Format::Json);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["statements"], 2000);
+    insta::assert_snapshot!(json);
+}
+
+#[test]
+fn report_html_is_one_self_contained_page() {
+    let html = export(&fixture_summary(), pgtape::report::Format::Html);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "throughput and latency charts"
+    );
+    for external in ["http://", "https://", "src=", "<script", "<link"] {
+        assert!(
+            !html.contains(external),
+            "the page must not load anything ({external})"
+        );
+    }
+}
+
+#[test]
+fn report_cli_names_bad_files_and_exits_2_when_nothing_is_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("broken.parquet"), "nope").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgtape"))
+        .args(["report"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.parquet") && err.contains("not a Parquet file"),
+        "{err}"
+    );
+
+    // With a good file beside it, the report runs and lists the bad one.
+    for f in files_with_ext(Path::new(FIXTURE), ".parquet") {
+        std::fs::copy(&f, tmp.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let html = tmp.path().join("r.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgtape"))
+        .args(["report", "--format", "json", "--out"])
+        .arg(&html)
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&html).unwrap()).unwrap();
+    assert_eq!(v["statements"], 2000);
+    assert!(
+        v["bad_files"][0]
+            .as_str()
+            .unwrap()
+            .contains("broken.parquet")
+    );
+}

@@ -10,6 +10,7 @@
 //! - [`convert`]: closed or leftover segment → Parquet (`.tmp`, then rename).
 //! - [`recorder`]: the recorder thread: batching, rotation, drops.
 //! - [`reader`]: a capture directory as per-file checks and a projected stream.
+//! - [`synth`]: a deterministic synthetic workload (fixture, benchmarks).
 
 pub mod convert;
 pub mod fingerprint;
@@ -18,6 +19,7 @@ pub mod recorder;
 pub mod rows;
 pub mod schema;
 pub mod segment;
+pub mod synth;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

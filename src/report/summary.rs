@@ -1,0 +1,507 @@
+//! The summary of a capture, computed in two streaming passes over its
+//! files: one over the few columns every statement needs (time, duration,
+//! fingerprint, rows, SQLSTATE, session), one with a row filter for the slow
+//! statements and their parameters. Memory grows with the number of distinct
+//! fingerprints, sessions and seconds, never with the number of rows.
+//!
+//! The summary is plain data (serde): every exporter renders the same one,
+//! and the JSON form is documented in the README.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::classify;
+use crate::capture::schema::rfc3339_us;
+use crate::capture::{Capture, CaptureError, col};
+
+/// What to summarise and how much of it to show.
+#[derive(Debug, Clone)]
+pub struct SummaryOptions {
+    pub top: usize,
+    pub slow_ms: f64,
+    pub slow_limit: usize,
+    /// At most this many points in the throughput series.
+    pub max_points: usize,
+}
+
+impl Default for SummaryOptions {
+    fn default() -> Self {
+        SummaryOptions {
+            top: 20,
+            slow_ms: 1000.0,
+            slow_limit: 50,
+            max_points: 120,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub files: usize,
+    pub rows: u64,
+    /// Events the proxy dropped while recording (from the files' metadata).
+    pub dropped: u64,
+    /// Files that could not be read, each with why.
+    pub bad_files: Vec<String>,
+    /// `.arrows` segments not converted yet (proxy running or killed).
+    pub pending_segments: Vec<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub duration_s: f64,
+    pub sessions: u64,
+    pub statements: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub statements_per_s: f64,
+    pub latency: Latency,
+    pub throughput_bucket_s: u64,
+    pub throughput: Vec<Point>,
+    pub latency_histogram: Vec<HistBucket>,
+    pub top_by_total_time: Vec<FingerprintStats>,
+    pub top_by_count: Vec<FingerprintStats>,
+    pub by_type: Vec<Group>,
+    pub by_table: Vec<Group>,
+    pub by_application: Vec<Group>,
+    pub errors_by_sqlstate: Vec<ErrorGroup>,
+    pub slow_ms: f64,
+    pub slow: Vec<SlowStatement>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Latency {
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Point {
+    /// Seconds since the first statement.
+    pub offset_s: u64,
+    pub statements: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HistBucket {
+    /// Upper bound of the bucket, in µs (powers of two).
+    pub le_us: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FingerprintStats {
+    /// The fingerprint as 16 hex digits (the `fingerprint` column's u64 bits).
+    pub fingerprint: String,
+    pub normalized_sql: String,
+    pub statement_type: String,
+    pub count: u64,
+    pub total_ms: f64,
+    pub latency: Latency,
+    pub rows: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub sessions: Option<u64>,
+    pub statements: u64,
+    pub total_ms: f64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErrorGroup {
+    pub sqlstate: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SlowStatement {
+    pub ts: String,
+    pub session_id: i64,
+    pub seq: i64,
+    pub duration_us: i64,
+    pub fingerprint: String,
+    pub sql: String,
+    /// Text-format values as text, binary ones as `\x` hex, NULL as null.
+    pub params: Vec<Option<String>>,
+}
+
+struct Fp {
+    normalized: String,
+    count: u64,
+    total_us: u64,
+    rows: u64,
+    errors: u64,
+    hist: Histogram<u64>,
+}
+
+fn latency(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        mean_us: (h.mean() * 10.0).round() / 10.0,
+        p50_us: h.value_at_quantile(0.50),
+        p95_us: h.value_at_quantile(0.95),
+        p99_us: h.value_at_quantile(0.99),
+        max_us: h.max(),
+    }
+}
+
+/// Durations above an hour are counted as an hour.
+const MAX_TRACKED_US: u64 = 3_600_000_000;
+
+/// Fixed bounds: `saturating_record` on an auto-resizing histogram clamps to
+/// its *initial* range instead of growing (hdrhistogram 7).
+fn hist(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, sigfig).expect("valid histogram bounds")
+}
+
+fn ms(us: u64) -> f64 {
+    (us as f64 / 10.0).round() / 100.0
+}
+
+/// Summarises `cap` (its readable files; its bad ones are listed).
+pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, CaptureError> {
+    let cols = [
+        col::KIND,
+        col::SESSION_ID,
+        col::TS,
+        col::DURATION_US,
+        col::FINGERPRINT,
+        col::NORMALIZED_SQL,
+        col::ROWS,
+        col::SQLSTATE,
+        col::APPLICATION_NAME,
+    ];
+    let mut fps: HashMap<i64, Fp> = HashMap::new();
+    let mut overall = hist(3);
+    let mut per_sec: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    let mut apps: Vec<(String, Group)> = Vec::new();
+    let mut app_of: HashMap<i64, usize> = HashMap::new();
+    let mut unknown_app: Option<usize> = None;
+    let mut sqlstates: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let (mut statements, mut errors) = (0u64, 0u64);
+    let mut sessions = std::collections::HashSet::new();
+
+    for batch in cap.scan(&cols) {
+        let b = batch?;
+        let kind = b
+            .column_by_name(col::KIND)
+            .expect("projected")
+            .as_string::<i32>();
+        let sid = b
+            .column_by_name(col::SESSION_ID)
+            .expect("projected")
+            .as_primitive::<Int64Type>();
+        let ts = b
+            .column_by_name(col::TS)
+            .expect("projected")
+            .as_primitive::<TimestampMicrosecondType>();
+        let dur = b
+            .column_by_name(col::DURATION_US)
+            .expect("projected")
+            .as_primitive::<Int64Type>();
+        let fp = b
+            .column_by_name(col::FINGERPRINT)
+            .expect("projected")
+            .as_primitive::<Int64Type>();
+        let norm = b
+            .column_by_name(col::NORMALIZED_SQL)
+            .expect("projected")
+            .as_string::<i32>();
+        let rows = b
+            .column_by_name(col::ROWS)
+            .expect("projected")
+            .as_primitive::<Int64Type>();
+        let state = b
+            .column_by_name(col::SQLSTATE)
+            .expect("projected")
+            .as_string::<i32>();
+        let app = b
+            .column_by_name(col::APPLICATION_NAME)
+            .expect("projected")
+            .as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let session = sid.value(i);
+            match kind.value(i) {
+                "connect" => {
+                    let name = if app.is_null(i) { "" } else { app.value(i) };
+                    let idx = match apps.iter().position(|(n, _)| n == name) {
+                        Some(x) => x,
+                        None => {
+                            apps.push((name.to_string(), group(name, Some(0))));
+                            apps.len() - 1
+                        }
+                    };
+                    if app_of.insert(session, idx).is_none() {
+                        *apps[idx].1.sessions.get_or_insert(0) += 1;
+                    }
+                    sessions.insert(session);
+                }
+                "statement" => {
+                    let t = ts.value(i);
+                    let d = dur.value(i).max(0) as u64;
+                    let failed = !state.is_null(i);
+                    statements += 1;
+                    first = first.min(t);
+                    last = last.max(t);
+                    sessions.insert(session);
+                    overall.saturating_record(d.max(1));
+                    let e = per_sec.entry(t.div_euclid(1_000_000)).or_default();
+                    e.0 += 1;
+                    let f = fps.entry(fp.value(i)).or_insert_with(|| Fp {
+                        normalized: norm.value(i).to_string(),
+                        count: 0,
+                        total_us: 0,
+                        rows: 0,
+                        errors: 0,
+                        hist: hist(2),
+                    });
+                    f.count += 1;
+                    f.total_us += d;
+                    f.rows += rows.value(i).max(0) as u64;
+                    f.hist.saturating_record(d.max(1));
+                    let idx = match app_of.get(&session) {
+                        Some(&x) => x,
+                        None => *unknown_app.get_or_insert_with(|| {
+                            apps.push((
+                                "(no connect row)".into(),
+                                group("(no connect row)", Some(0)),
+                            ));
+                            apps.len() - 1
+                        }),
+                    };
+                    let g = &mut apps[idx].1;
+                    g.statements += 1;
+                    g.total_ms += d as f64 / 1000.0;
+                    if failed {
+                        errors += 1;
+                        e.1 += 1;
+                        f.errors += 1;
+                        g.errors += 1;
+                        *sqlstates.entry(state.value(i).to_string()).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let duration_s = if statements > 0 {
+        (last - first) as f64 / 1e6
+    } else {
+        0.0
+    };
+    let mut all: Vec<FingerprintStats> = fps
+        .iter()
+        .map(|(k, f)| FingerprintStats {
+            fingerprint: format!("{:016x}", *k as u64),
+            statement_type: classify::statement_type(&f.normalized).to_string(),
+            normalized_sql: f.normalized.clone(),
+            count: f.count,
+            total_ms: ms(f.total_us),
+            latency: latency(&f.hist),
+            rows: f.rows,
+            errors: f.errors,
+        })
+        .collect();
+    // Ties broken by fingerprint so the report is the same on every run.
+    all.sort_by(|a, b| {
+        b.total_ms
+            .total_cmp(&a.total_ms)
+            .then(a.fingerprint.cmp(&b.fingerprint))
+    });
+    let by_type = rollup(&all, |f| vec![f.statement_type.clone()]);
+    let by_table = rollup(&all, |f| {
+        let t = classify::tables(&f.normalized_sql);
+        if t.is_empty() {
+            vec!["(none)".into()]
+        } else {
+            t
+        }
+    });
+    let top_by_total_time: Vec<_> = all.iter().take(opts.top).cloned().collect();
+    all.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.fingerprint.cmp(&b.fingerprint))
+    });
+    let top_by_count: Vec<_> = all.iter().take(opts.top).cloned().collect();
+    let mut by_application: Vec<Group> = apps.into_iter().map(|(_, g)| round_group(g)).collect();
+    by_application.sort_by(|a, b| b.statements.cmp(&a.statements).then(a.name.cmp(&b.name)));
+    let mut errors_by_sqlstate: Vec<ErrorGroup> = sqlstates
+        .into_iter()
+        .map(|(sqlstate, count)| ErrorGroup { sqlstate, count })
+        .collect();
+    errors_by_sqlstate.sort_by(|a, b| b.count.cmp(&a.count).then(a.sqlstate.cmp(&b.sqlstate)));
+    let (throughput_bucket_s, throughput) = series(&per_sec, first, opts.max_points);
+
+    Ok(Summary {
+        files: cap.files.len(),
+        rows: cap.total_rows() as u64,
+        dropped: cap.dropped(),
+        bad_files: cap.errors.iter().map(|e| e.to_string()).collect(),
+        pending_segments: cap
+            .pending_segments
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        start: (statements > 0).then(|| rfc3339_us(first)),
+        end: (statements > 0).then(|| rfc3339_us(last)),
+        duration_s,
+        sessions: sessions.len() as u64,
+        statements,
+        errors,
+        error_rate: if statements > 0 {
+            round4(errors as f64 / statements as f64)
+        } else {
+            0.0
+        },
+        statements_per_s: if duration_s > 0.0 {
+            (statements as f64 / duration_s * 10.0).round() / 10.0
+        } else {
+            statements as f64
+        },
+        latency: latency(&overall),
+        throughput_bucket_s,
+        throughput,
+        latency_histogram: log2_buckets(&overall),
+        top_by_total_time,
+        top_by_count,
+        by_type,
+        by_table,
+        by_application,
+        errors_by_sqlstate,
+        slow_ms: opts.slow_ms,
+        slow: super::slow::slow_statements(cap, opts)?,
+    })
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+fn group(name: &str, sessions: Option<u64>) -> Group {
+    Group {
+        name: name.to_string(),
+        sessions,
+        statements: 0,
+        total_ms: 0.0,
+        errors: 0,
+    }
+}
+
+fn round_group(mut g: Group) -> Group {
+    g.total_ms = (g.total_ms * 100.0).round() / 100.0;
+    g
+}
+
+/// Sums fingerprint stats into groups (a fingerprint may count in several).
+fn rollup(all: &[FingerprintStats], keys: impl Fn(&FingerprintStats) -> Vec<String>) -> Vec<Group> {
+    let mut m: BTreeMap<String, Group> = BTreeMap::new();
+    for f in all {
+        for k in keys(f) {
+            let g = m.entry(k.clone()).or_insert_with(|| group(&k, None));
+            g.statements += f.count;
+            g.total_ms += f.total_ms;
+            g.errors += f.errors;
+        }
+    }
+    let mut v: Vec<Group> = m.into_values().map(round_group).collect();
+    v.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms).then(a.name.cmp(&b.name)));
+    v
+}
+
+/// Per-second counts re-bucketed to at most `max_points` points, gaps as zeros.
+fn series(
+    per_sec: &BTreeMap<i64, (u64, u64)>,
+    first_us: i64,
+    max_points: usize,
+) -> (u64, Vec<Point>) {
+    let (Some((&lo, _)), Some((&hi, _))) = (per_sec.first_key_value(), per_sec.last_key_value())
+    else {
+        return (1, Vec::new());
+    };
+    let span = (hi - lo + 1) as u64;
+    let bucket = span.div_ceil(max_points.max(1) as u64).max(1);
+    let n = span.div_ceil(bucket) as usize;
+    let mut pts: Vec<Point> = (0..n)
+        .map(|i| Point {
+            offset_s: i as u64 * bucket,
+            statements: 0,
+            errors: 0,
+        })
+        .collect();
+    let _ = first_us;
+    for (&s, &(c, e)) in per_sec {
+        let p = &mut pts[((s - lo) as u64 / bucket) as usize];
+        p.statements += c;
+        p.errors += e;
+    }
+    (bucket, pts)
+}
+
+fn log2_buckets(h: &Histogram<u64>) -> Vec<HistBucket> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut le = 1u64;
+    let mut below = 0u64;
+    loop {
+        let upto = h.count_between(0, le);
+        out.push(HistBucket {
+            le_us: le,
+            count: upto - below,
+        });
+        below = upto;
+        if le >= h.max() {
+            break;
+        }
+        le *= 2;
+    }
+    // Leading empty buckets say nothing.
+    let start = out.iter().position(|b| b.count > 0).unwrap_or(0);
+    out.split_off(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: per-fingerprint percentiles were clamped to 2 ms.
+    #[test]
+    fn histograms_keep_durations_above_two_milliseconds() {
+        for sigfig in [2, 3] {
+            let mut h = hist(sigfig);
+            for v in [100u64, 500, 1000, 1_600_000] {
+                h.saturating_record(v);
+            }
+            let l = latency(&h);
+            assert!(l.max_us >= 1_590_000, "sigfig {sigfig}: {l:?}");
+            assert!(l.p50_us >= 495, "sigfig {sigfig}: {l:?}");
+        }
+    }
+
+    #[test]
+    fn series_rebuckets_and_fills_gaps() {
+        let m: BTreeMap<i64, (u64, u64)> = [(100, (5, 1)), (103, (2, 0)), (109, (1, 0))].into();
+        let (bucket, pts) = series(&m, 0, 5);
+        assert_eq!(bucket, 2);
+        assert_eq!(
+            pts.iter().map(|p| p.statements).collect::<Vec<_>>(),
+            vec![5, 2, 0, 0, 1]
+        );
+    }
+}
