@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowFilter,
+    ArrowPredicateFn, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowFilter,
 };
 
 use super::CaptureError;
@@ -111,6 +113,7 @@ impl Capture {
             next_file: 0,
             columns: columns.iter().map(|s| s.to_string()).collect(),
             filter: None,
+            dictionary: Vec::new(),
             batch_size: 8192,
             current: None,
         }
@@ -123,6 +126,7 @@ pub struct Scan {
     next_file: usize,
     columns: Vec<String>,
     filter: Option<(Vec<String>, Predicate)>,
+    dictionary: Vec<String>,
     batch_size: usize,
     current: Option<(PathBuf, ParquetRecordBatchReader)>,
 }
@@ -135,6 +139,14 @@ impl Scan {
         self
     }
 
+    /// Reads these string columns as `Dictionary(Int32, Utf8)`: Parquet's
+    /// dictionary pages are kept, not expanded into one string per row (much
+    /// faster for `normalized_sql`, `kind`, `application_name`).
+    pub fn dictionary(mut self, columns: &[&str]) -> Self {
+        self.dictionary = columns.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -142,8 +154,38 @@ impl Scan {
 
     fn open(&self, path: &Path) -> Result<ParquetRecordBatchReader, CaptureError> {
         let file = File::open(path).map_err(|e| CaptureError::io(path, e))?;
-        let b = ParquetRecordBatchReaderBuilder::try_new(file)
+        let mut b = ParquetRecordBatchReaderBuilder::try_new(
+            file.try_clone().map_err(|e| CaptureError::io(path, e))?,
+        )
+        .map_err(|e| CaptureError::parquet(path, e))?;
+        if !self.dictionary.is_empty() {
+            let fields: Vec<Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    if self.dictionary.iter().any(|d| d == f.name())
+                        && f.data_type() == &DataType::Utf8
+                    {
+                        f.as_ref().clone().with_data_type(DataType::Dictionary(
+                            Box::new(DataType::Int32),
+                            Box::new(DataType::Utf8),
+                        ))
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect();
+            let schema = Arc::new(Schema::new_with_metadata(
+                fields,
+                b.schema().metadata().clone(),
+            ));
+            b = ParquetRecordBatchReaderBuilder::try_new_with_options(
+                file,
+                ArrowReaderOptions::new().with_schema(schema),
+            )
             .map_err(|e| CaptureError::parquet(path, e))?;
+        }
         let schema = b.parquet_schema().clone();
         let arrow_schema = b.schema().clone();
         let roots = |names: &[String]| {

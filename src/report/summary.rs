@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use arrow::array::{Array, AsArray, DictionaryArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMicrosecondType};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -194,49 +195,47 @@ pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, Captur
     let (mut statements, mut errors) = (0u64, 0u64);
     let mut sessions = std::collections::HashSet::new();
 
-    for batch in cap.scan(&cols) {
+    let dict_cols = [
+        col::KIND,
+        col::NORMALIZED_SQL,
+        col::SQLSTATE,
+        col::APPLICATION_NAME,
+    ];
+    for batch in cap.scan(&cols).dictionary(&dict_cols) {
         let b = batch?;
-        let kind = b
-            .column_by_name(col::KIND)
-            .expect("projected")
-            .as_string::<i32>();
-        let sid = b
-            .column_by_name(col::SESSION_ID)
-            .expect("projected")
-            .as_primitive::<Int64Type>();
-        let ts = b
-            .column_by_name(col::TS)
-            .expect("projected")
-            .as_primitive::<TimestampMicrosecondType>();
-        let dur = b
-            .column_by_name(col::DURATION_US)
-            .expect("projected")
-            .as_primitive::<Int64Type>();
-        let fp = b
-            .column_by_name(col::FINGERPRINT)
-            .expect("projected")
-            .as_primitive::<Int64Type>();
-        let norm = b
-            .column_by_name(col::NORMALIZED_SQL)
-            .expect("projected")
-            .as_string::<i32>();
-        let rows = b
-            .column_by_name(col::ROWS)
-            .expect("projected")
-            .as_primitive::<Int64Type>();
-        let state = b
-            .column_by_name(col::SQLSTATE)
-            .expect("projected")
-            .as_string::<i32>();
-        let app = b
-            .column_by_name(col::APPLICATION_NAME)
-            .expect("projected")
-            .as_string::<i32>();
+        let prim = |name: &str| b.column_by_name(name).expect("projected").clone();
+        let (sid, ts, dur, fp, rows) = (
+            prim(col::SESSION_ID),
+            prim(col::TS),
+            prim(col::DURATION_US),
+            prim(col::FINGERPRINT),
+            prim(col::ROWS),
+        );
+        let sid = sid.as_primitive::<Int64Type>();
+        let ts = ts.as_primitive::<TimestampMicrosecondType>();
+        let dur = dur.as_primitive::<Int64Type>();
+        let fp = fp.as_primitive::<Int64Type>();
+        let rows = rows.as_primitive::<Int64Type>();
+        let kind = dict(&b, col::KIND)?;
+        let norm = dict(&b, col::NORMALIZED_SQL)?;
+        let state = dict(&b, col::SQLSTATE)?;
+        let app = dict(&b, col::APPLICATION_NAME)?;
+        // Kinds by dictionary key: one string compare per distinct value, not per row.
+        let kind_code: Vec<u8> = kind
+            .values()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| match v {
+                Some("connect") => 1,
+                Some("statement") => 2,
+                _ => 0,
+            })
+            .collect();
         for i in 0..b.num_rows() {
             let session = sid.value(i);
-            match kind.value(i) {
-                "connect" => {
-                    let name = if app.is_null(i) { "" } else { app.value(i) };
+            match kind_code[kind.keys().value(i) as usize] {
+                1 => {
+                    let name = dict_str(&app, i).unwrap_or("");
                     let idx = match apps.iter().position(|(n, _)| n == name) {
                         Some(x) => x,
                         None => {
@@ -249,10 +248,10 @@ pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, Captur
                     }
                     sessions.insert(session);
                 }
-                "statement" => {
+                2 => {
                     let t = ts.value(i);
                     let d = dur.value(i).max(0) as u64;
-                    let failed = !state.is_null(i);
+                    let failed = state.is_valid(i);
                     statements += 1;
                     first = first.min(t);
                     last = last.max(t);
@@ -261,7 +260,7 @@ pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, Captur
                     let e = per_sec.entry(t.div_euclid(1_000_000)).or_default();
                     e.0 += 1;
                     let f = fps.entry(fp.value(i)).or_insert_with(|| Fp {
-                        normalized: norm.value(i).to_string(),
+                        normalized: dict_str(&norm, i).unwrap_or("").to_string(),
                         count: 0,
                         total_us: 0,
                         rows: 0,
@@ -290,7 +289,8 @@ pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, Captur
                         e.1 += 1;
                         f.errors += 1;
                         g.errors += 1;
-                        *sqlstates.entry(state.value(i).to_string()).or_default() += 1;
+                        let code = dict_str(&state, i).unwrap_or("");
+                        *sqlstates.entry(code.to_string()).or_default() += 1;
                     }
                 }
                 _ => {}
@@ -386,6 +386,28 @@ pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, Captur
         slow_ms: opts.slow_ms,
         slow: super::slow::slow_statements(cap, opts)?,
     })
+}
+
+/// A string column as a dictionary array (cast when a file stored it plain).
+fn dict(b: &RecordBatch, name: &str) -> Result<DictionaryArray<Int32Type>, CaptureError> {
+    let c = b.column_by_name(name).expect("projected");
+    let want = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let c = cast(c, &want).map_err(|e| CaptureError::Arrow {
+        path: name.into(),
+        source: e,
+    })?;
+    Ok(c.as_dictionary::<Int32Type>().clone())
+}
+
+fn dict_str(d: &DictionaryArray<Int32Type>, i: usize) -> Option<&str> {
+    if d.is_null(i) {
+        return None;
+    }
+    Some(
+        d.values()
+            .as_string::<i32>()
+            .value(d.keys().value(i) as usize),
+    )
 }
 
 fn round4(x: f64) -> f64 {
