@@ -630,3 +630,37 @@ fn report_cli_names_bad_files_and_exits_2_when_nothing_is_readable() {
             .contains("broken.parquet")
     );
 }
+
+#[test]
+fn redact_params_writes_null_values_but_keeps_lengths() {
+    use pgtape::capture::synth::{Synth, events};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cap");
+    let mut rc = RecorderConfig::new(&dir, "127.0.0.1:5432");
+    rc.redact_params = true;
+    let recorder = Recorder::start(rc).unwrap();
+    let tx = recorder.sender();
+    for ev in events(&Synth {
+        statements: 200,
+        ..Default::default()
+    }) {
+        tx.send(ev);
+    }
+    drop(tx);
+    recorder.close().unwrap();
+    let rows = statement_rows(&dir);
+    let with_params: Vec<&Row> = rows.iter().filter(|r| !r.lengths.is_empty()).collect();
+    assert!(
+        !with_params.is_empty(),
+        "the synthetic workload binds parameters"
+    );
+    for r in with_params {
+        assert!(r.params.iter().all(Option::is_none), "{r:?}");
+        assert!(r.lengths.iter().all(|&l| l > 0), "{r:?}");
+    }
+    let cap = Capture::open(&dir).unwrap();
+    assert_eq!(
+        cap.files[0].metadata["pgtape.capture.params_redacted"],
+        "true"
+    );
+}

@@ -3,13 +3,16 @@
 //! errors, the top query fingerprints and breakdowns by statement type,
 //! table and application, and the slow statements with their parameters.
 //!
+//! - [`model`]: the report's data ([`Summary`] and its parts).
 //! - [`summary`]: the streaming passes that build a [`Summary`].
 //! - [`classify`]: statement type and tables of a query shape.
+//! - [`slow`]: the slow statements pass (row filter on duration).
 //! - [`table`], [`json`], [`html`]: the exporters, behind [`Exporter`].
 
 pub mod classify;
 pub mod html;
 pub mod json;
+pub mod model;
 pub mod slow;
 pub mod summary;
 pub mod table;
