@@ -38,6 +38,8 @@ pub enum Command {
     Proxy(crate::proxy::ProxyArgs),
     /// Synthetic traffic: the analytics app or the order workflow (`workload setup` creates the schema).
     Workload(crate::workload::WorkloadArgs),
+    /// Summarise a capture: top fingerprints, latency percentiles, errors, slow statements.
+    Report(crate::report::ReportArgs),
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.

@@ -5,16 +5,20 @@
 //! - [`wire`]: framing, the messages pgtape reads, TLS for both sides.
 //! - [`proxy`]: listener, session pump and the statement tap.
 //! - [`workload`]: the synthetic analytics app and order workflow: real traffic to record.
+//! - [`capture`]: the recorder (Arrow IPC segments → Parquet) and the capture reader.
+//! - [`report`]: summaries of a capture; table, JSON and HTML exporters.
 //! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
 //! - [`redis_server`]: throw-away redis-server processes (tests, demo).
 //! - [`cli`]: the command line, validated into each command's configuration.
 //! - [`logging`]: tracing to stderr, text or JSON.
 
+pub mod capture;
 pub mod cli;
 pub mod cluster;
 pub mod logging;
 pub mod proxy;
 pub mod redis_server;
 pub mod replay;
+pub mod report;
 pub mod wire;
 pub mod workload;

@@ -10,6 +10,7 @@ fn main() {
     let result = match cli.command {
         Command::Proxy(args) => pgtape::proxy::main(args),
         Command::Workload(args) => pgtape::workload::main(args),
+        Command::Report(args) => pgtape::report::main(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

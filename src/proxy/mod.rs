@@ -67,6 +67,8 @@ pub struct ProxyArgs {
     /// Largest message accepted from a client, in bytes (PostgreSQL's own limit by default).
     #[arg(long, default_value_t = MAX_MESSAGE_LEN)]
     pub max_message_size: usize,
+    #[command(flatten)]
+    pub capture: crate::capture::CaptureArgs,
 }
 
 /// Everything a session needs, validated once at start.
@@ -124,7 +126,21 @@ impl ProxyConfig {
 
 /// Runs `pgtape proxy` until SIGTERM or SIGINT.
 pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
-    let cfg = ProxyConfig::from_args(&args)?;
+    let mut cfg = ProxyConfig::from_args(&args)?;
+    // Started before the listener so leftovers of a killed run are converted
+    // first; closed after `serve` so the open segment is converted on SIGTERM.
+    let recorder = match args.capture.recorder_config(&cfg.upstream) {
+        Some(rc) => {
+            let dir = rc.dir.clone();
+            let r = crate::capture::Recorder::start(rc).with_context(|| {
+                format!("cannot start recording to --capture {}", dir.display())
+            })?;
+            tracing::info!(capture = %dir.display(), capture_id = %r.info().capture_id, "recording");
+            cfg.tap = Some(r.sender());
+            Some(r)
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -140,8 +156,19 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
             args.shutdown_grace,
         )
         .await?;
-        Ok(crate::cli::exit::OK)
-    })
+        Ok::<_, anyhow::Error>(())
+    })?;
+    if let Some(r) = recorder {
+        let stats = r.close()?;
+        tracing::info!(
+            events = stats.events,
+            rows = stats.rows,
+            dropped = stats.dropped,
+            files = stats.files.len(),
+            "capture closed"
+        );
+    }
+    Ok(crate::cli::exit::OK)
 }
 
 #[cfg(test)]

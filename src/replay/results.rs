@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int16Builder, Int32Builder, Int64Builder, ListBuilder,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -127,7 +127,11 @@ pub struct ResultRow {
 }
 
 fn list(name: &str, item: DataType, nullable: bool) -> Field {
-    Field::new(name, DataType::List(Arc::new(Field::new("item", item, nullable))), true)
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", item, nullable))),
+        true,
+    )
 }
 
 /// The results schema (without metadata).
@@ -183,24 +187,71 @@ pub fn results_schema() -> SchemaRef {
 pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
     let n = rows.len();
     let mut side = StringBuilder::with_capacity(n, n * 6);
-    let (mut session, mut seq, mut fp) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let (mut session, mut seq, mut fp) = (
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+    );
     let mut clone = Int32Builder::new();
-    let (mut norm, mut sql, mut proto) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut norm, mut sql, mut proto) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
     let mut read_only = BooleanBuilder::new();
-    let mut ptypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new("item", DataType::UInt32, false));
-    let mut pformats = ListBuilder::new(Int16Builder::new()).with_field(Field::new("item", DataType::Int16, false));
+    let mut ptypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new(
+        "item",
+        DataType::UInt32,
+        false,
+    ));
+    let mut pformats = ListBuilder::new(Int16Builder::new()).with_field(Field::new(
+        "item",
+        DataType::Int16,
+        false,
+    ));
     let mut pvalues = ListBuilder::new(BinaryBuilder::new());
-    let mut rformats = ListBuilder::new(Int16Builder::new()).with_field(Field::new("item", DataType::Int16, false));
+    let mut rformats = ListBuilder::new(Int16Builder::new()).with_field(Field::new(
+        "item",
+        DataType::Int16,
+        false,
+    ));
     let mut max_rows = Int32Builder::new();
     let mut cts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let (mut cdur, mut crows, mut coh, mut cuh) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let (mut cdur, mut crows, mut coh, mut cuh) = (
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+    );
     let (mut ctag, mut cstate) = (StringBuilder::new(), StringBuilder::new());
-    let (mut sched, mut started, mut lag, mut dur) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let (mut sched, mut started, mut lag, mut dur) = (
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+    );
     let mut started_at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let (mut status, mut reason, mut tag) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
-    let (mut nrows, mut oh, mut uh, mut bytes) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
-    let mut cnames = ListBuilder::new(StringBuilder::new()).with_field(Field::new("item", DataType::Utf8, false));
-    let mut ctypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new("item", DataType::UInt32, false));
+    let (mut status, mut reason, mut tag) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut nrows, mut oh, mut uh, mut bytes) = (
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+    );
+    let mut cnames = ListBuilder::new(StringBuilder::new()).with_field(Field::new(
+        "item",
+        DataType::Utf8,
+        false,
+    ));
+    let mut ctypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new(
+        "item",
+        DataType::UInt32,
+        false,
+    ));
     let (mut state, mut msg) = (StringBuilder::new(), StringBuilder::new());
     for r in rows {
         let c = &r.captured;
@@ -304,7 +355,11 @@ pub struct ResultWriter {
 }
 
 impl ResultWriter {
-    pub fn create(dir: &Path, name: &str, metadata: &[(String, String)]) -> Result<ResultWriter, ResultsError> {
+    pub fn create(
+        dir: &Path,
+        name: &str,
+        metadata: &[(String, String)],
+    ) -> Result<ResultWriter, ResultsError> {
         std::fs::create_dir_all(dir).map_err(|e| ResultsError::io(dir, e))?;
         let path = dir.join(format!("{name}.parquet"));
         let tmp = dir.join(format!("{name}.parquet.tmp"));
@@ -312,17 +367,34 @@ impl ResultWriter {
         let mut kv = vec![(VERSION_KEY.to_string(), RESULTS_SCHEMA_VERSION.to_string())];
         kv.extend(metadata.iter().cloned());
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
-            .set_key_value_metadata(Some(kv.into_iter().map(|(k, v)| parquet::file::metadata::KeyValue::new(k, v)).collect()))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
+            .set_key_value_metadata(Some(
+                kv.into_iter()
+                    .map(|(k, v)| parquet::file::metadata::KeyValue::new(k, v))
+                    .collect(),
+            ))
             .build();
-        let writer = ArrowWriter::try_new(file, results_schema(), Some(props)).map_err(|e| ResultsError::parquet(&tmp, e))?;
-        Ok(ResultWriter { path, tmp, writer, pending: Vec::with_capacity(4096), rows: 0 })
+        let writer = ArrowWriter::try_new(file, results_schema(), Some(props))
+            .map_err(|e| ResultsError::parquet(&tmp, e))?;
+        Ok(ResultWriter {
+            path,
+            tmp,
+            writer,
+            pending: Vec::with_capacity(4096),
+            rows: 0,
+        })
     }
 
     pub fn push(&mut self, row: ResultRow) -> Result<(), ResultsError> {
         self.pending.push(row);
         self.rows += 1;
-        if self.pending.len() >= 8192 { self.flush_batch() } else { Ok(()) }
+        if self.pending.len() >= 8192 {
+            self.flush_batch()
+        } else {
+            Ok(())
+        }
     }
 
     fn flush_batch(&mut self) -> Result<(), ResultsError> {
@@ -331,13 +403,17 @@ impl ResultWriter {
         }
         let batch = to_batch(&self.pending);
         self.pending.clear();
-        self.writer.write(&batch).map_err(|e| ResultsError::parquet(&self.tmp, e))
+        self.writer
+            .write(&batch)
+            .map_err(|e| ResultsError::parquet(&self.tmp, e))
     }
 
     /// Flushes and renames into place; returns the final path.
     pub fn finish(mut self) -> Result<PathBuf, ResultsError> {
         self.flush_batch()?;
-        self.writer.close().map_err(|e| ResultsError::parquet(&self.tmp, e))?;
+        self.writer
+            .close()
+            .map_err(|e| ResultsError::parquet(&self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| ResultsError::io(&self.path, e))?;
         Ok(self.path)
     }
@@ -346,16 +422,28 @@ impl ResultWriter {
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: Parquet error: {source}", path.display())]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
 }
 
 impl ResultsError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        ResultsError::Io { path: path.to_path_buf(), source }
+        ResultsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
     fn parquet(path: &Path, source: parquet::errors::ParquetError) -> Self {
-        ResultsError::Parquet { path: path.to_path_buf(), source }
+        ResultsError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

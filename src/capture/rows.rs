@@ -1,0 +1,333 @@
+//! Turns tap events into Arrow record batches of the capture schema. This is
+//! where the raw protocol bytes the tap copied (Bind body, Parse OIDs) are
+//! decoded into columns, on the recorder thread, off the forwarding path.
+//!
+//! SQL text, command tags and error messages are stored as UTF-8 strings; bytes
+//! that are not UTF-8 are replaced with U+FFFD (the raw bytes are not kept).
+//! Parameter values are kept as the exact bytes the client sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, MapBuilder,
+    MapFieldNames, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+};
+use arrow::datatypes::{DataType, Field};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::fingerprint::{Shape, shape};
+use super::schema::CaptureInfo;
+use crate::proxy::event::{ConnectEvent, DisconnectEvent, StatementEvent, TapEvent};
+use crate::wire::messages::{decode_oids, parse_bind};
+
+/// Fingerprints by raw-SQL hash: most traffic repeats a few hundred shapes,
+/// so tokenizing each distinct text once keeps the recorder cheap.
+const SHAPE_CACHE_MAX: usize = 50_000;
+
+fn list<B: arrow::array::ArrayBuilder>(b: B, item: DataType, nullable: bool) -> ListBuilder<B> {
+    ListBuilder::new(b).with_field(Arc::new(Field::new("item", item, nullable)))
+}
+
+/// Accumulates events into columns; `finish` yields one batch.
+pub struct RowsBuilder {
+    schema: arrow::datatypes::SchemaRef,
+    capture_id: String,
+    redact_params: bool,
+    shapes: HashMap<u64, Arc<Shape>>,
+    len: usize,
+    capture: StringBuilder,
+    kind: StringBuilder,
+    session_id: Int64Builder,
+    seq: Int64Builder,
+    ts: TimestampMicrosecondBuilder,
+    duration: Int64Builder,
+    protocol: StringBuilder,
+    sql: StringBuilder,
+    fingerprint: Int64Builder,
+    normalized: StringBuilder,
+    statement_name: StringBuilder,
+    param_types: ListBuilder<UInt32Builder>,
+    param_formats: ListBuilder<Int16Builder>,
+    param_values: ListBuilder<BinaryBuilder>,
+    param_lengths: ListBuilder<Int32Builder>,
+    result_formats: ListBuilder<Int16Builder>,
+    max_rows: Int32Builder,
+    command_tag: StringBuilder,
+    rows: Int64Builder,
+    ordered_hash: Int64Builder,
+    unordered_hash: Int64Builder,
+    result_bytes: Int64Builder,
+    sqlstate: StringBuilder,
+    error_message: StringBuilder,
+    tx_status: StringBuilder,
+    user: StringBuilder,
+    database: StringBuilder,
+    application_name: StringBuilder,
+    client_addr: StringBuilder,
+    startup_params: MapBuilder<StringBuilder, StringBuilder>,
+    protocol_version: StringBuilder,
+    disconnect_reason: StringBuilder,
+}
+
+impl RowsBuilder {
+    pub fn new(info: &CaptureInfo) -> Self {
+        use DataType::*;
+        let names = MapFieldNames {
+            entry: "entries".into(),
+            key: "keys".into(),
+            value: "values".into(),
+        };
+        RowsBuilder {
+            schema: info.schema(),
+            capture_id: info.capture_id.clone(),
+            redact_params: info.params_redacted,
+            shapes: HashMap::new(),
+            len: 0,
+            capture: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            session_id: Int64Builder::new(),
+            seq: Int64Builder::new(),
+            ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            duration: Int64Builder::new(),
+            protocol: StringBuilder::new(),
+            sql: StringBuilder::new(),
+            fingerprint: Int64Builder::new(),
+            normalized: StringBuilder::new(),
+            statement_name: StringBuilder::new(),
+            param_types: list(UInt32Builder::new(), UInt32, false),
+            param_formats: list(Int16Builder::new(), Int16, false),
+            param_values: list(BinaryBuilder::new(), Binary, true),
+            param_lengths: list(Int32Builder::new(), Int32, false),
+            result_formats: list(Int16Builder::new(), Int16, false),
+            max_rows: Int32Builder::new(),
+            command_tag: StringBuilder::new(),
+            rows: Int64Builder::new(),
+            ordered_hash: Int64Builder::new(),
+            unordered_hash: Int64Builder::new(),
+            result_bytes: Int64Builder::new(),
+            sqlstate: StringBuilder::new(),
+            error_message: StringBuilder::new(),
+            tx_status: StringBuilder::new(),
+            user: StringBuilder::new(),
+            database: StringBuilder::new(),
+            application_name: StringBuilder::new(),
+            client_addr: StringBuilder::new(),
+            startup_params: MapBuilder::new(
+                Some(names),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            ),
+            protocol_version: StringBuilder::new(),
+            disconnect_reason: StringBuilder::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, ev: &TapEvent) {
+        self.len += 1;
+        self.capture.append_value(&self.capture_id);
+        match ev {
+            TapEvent::Connect(c) => self.connect(c),
+            TapEvent::Statement(s) => self.statement(s),
+            TapEvent::Disconnect(d) => self.disconnect(d),
+        }
+    }
+
+    fn nulls_statement(&mut self) {
+        self.seq.append_null();
+        self.duration.append_null();
+        self.protocol.append_null();
+        self.sql.append_null();
+        self.fingerprint.append_null();
+        self.normalized.append_null();
+        self.statement_name.append_null();
+        self.param_types.append_null();
+        self.param_formats.append_null();
+        self.param_values.append_null();
+        self.param_lengths.append_null();
+        self.result_formats.append_null();
+        self.max_rows.append_null();
+        self.command_tag.append_null();
+        self.rows.append_null();
+        self.ordered_hash.append_null();
+        self.unordered_hash.append_null();
+        self.result_bytes.append_null();
+        self.sqlstate.append_null();
+        self.error_message.append_null();
+        self.tx_status.append_null();
+    }
+
+    fn nulls_connect(&mut self) {
+        self.user.append_null();
+        self.database.append_null();
+        self.application_name.append_null();
+        self.client_addr.append_null();
+        self.startup_params
+            .append(false)
+            .expect("map builder keys and values stay in step");
+        self.protocol_version.append_null();
+    }
+
+    fn connect(&mut self, c: &ConnectEvent) {
+        self.kind.append_value("connect");
+        self.session_id.append_value(c.session_id as i64);
+        self.ts.append_value(c.at_us);
+        self.nulls_statement();
+        self.user.append_value(&c.user);
+        self.database.append_value(&c.database);
+        self.application_name.append_value(&c.application_name);
+        self.client_addr.append_value(&c.client_addr);
+        for (k, v) in &c.startup_params {
+            self.startup_params.keys().append_value(k);
+            self.startup_params.values().append_value(v);
+        }
+        self.startup_params
+            .append(true)
+            .expect("map builder keys and values stay in step");
+        self.protocol_version.append_value(&c.protocol_version);
+        self.disconnect_reason.append_null();
+    }
+
+    fn disconnect(&mut self, d: &DisconnectEvent) {
+        self.kind.append_value("disconnect");
+        self.session_id.append_value(d.session_id as i64);
+        self.ts.append_value(d.at_us);
+        self.nulls_statement();
+        self.nulls_connect();
+        self.disconnect_reason.append_value(&d.reason);
+    }
+
+    fn shape_of(&mut self, sql: &[u8], text: &str) -> Arc<Shape> {
+        let key = xxh3_64(sql);
+        if let Some(s) = self.shapes.get(&key) {
+            return s.clone();
+        }
+        if self.shapes.len() >= SHAPE_CACHE_MAX {
+            self.shapes.clear();
+        }
+        let s = Arc::new(shape(text));
+        self.shapes.insert(key, s.clone());
+        s
+    }
+
+    fn statement(&mut self, s: &StatementEvent) {
+        self.kind.append_value("statement");
+        self.session_id.append_value(s.session_id as i64);
+        self.seq.append_value(s.seq as i64);
+        self.ts.append_value(s.start_us);
+        self.duration.append_value(s.duration_us);
+        self.protocol.append_value(s.protocol.as_str());
+        let text = String::from_utf8_lossy(&s.sql);
+        let sh = self.shape_of(&s.sql, &text);
+        self.sql.append_value(&text);
+        self.fingerprint.append_value(sh.fingerprint as i64);
+        self.normalized.append_value(&sh.normalized);
+        self.statement_name
+            .append_value(String::from_utf8_lossy(&s.statement_name));
+        self.param_types
+            .values()
+            .append_slice(&decode_oids(&s.param_oids));
+        self.param_types.append(true);
+        match parse_bind(&s.bind) {
+            Ok(b) => {
+                self.param_formats.values().append_slice(&b.param_formats);
+                self.param_formats.append(true);
+                for p in &b.params {
+                    match p {
+                        Some(v) if !self.redact_params => {
+                            self.param_values.values().append_value(v)
+                        }
+                        _ => self.param_values.values().append_null(),
+                    }
+                    self.param_lengths
+                        .values()
+                        .append_value(p.map_or(-1, |v| v.len() as i32));
+                }
+                self.param_values.append(true);
+                self.param_lengths.append(true);
+                self.result_formats.values().append_slice(&b.result_formats);
+                self.result_formats.append(true);
+            }
+            // Simple queries have no Bind; an unreadable one keeps the row.
+            Err(_) => {
+                self.param_formats.append(true);
+                self.param_values.append(true);
+                self.param_lengths.append(true);
+                self.result_formats.append(true);
+            }
+        }
+        self.max_rows.append_value(s.max_rows);
+        self.command_tag
+            .append_value(String::from_utf8_lossy(&s.command_tag));
+        self.rows.append_value(s.rows as i64);
+        self.ordered_hash.append_value(s.ordered_hash as i64);
+        self.unordered_hash.append_value(s.unordered_hash as i64);
+        self.result_bytes.append_value(s.result_bytes as i64);
+        match &s.error {
+            Some((code, message)) => {
+                self.sqlstate.append_value(String::from_utf8_lossy(code));
+                self.error_message
+                    .append_value(String::from_utf8_lossy(message));
+            }
+            None => {
+                self.sqlstate.append_null();
+                self.error_message.append_null();
+            }
+        }
+        let mut tx = [0u8; 4];
+        self.tx_status
+            .append_value(char::from(s.tx_status).encode_utf8(&mut tx));
+        self.nulls_connect();
+        self.disconnect_reason.append_null();
+    }
+
+    /// The rows pushed since the last call, as one batch.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.len = 0;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.capture.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.protocol.finish()),
+            Arc::new(self.sql.finish()),
+            Arc::new(self.fingerprint.finish()),
+            Arc::new(self.normalized.finish()),
+            Arc::new(self.statement_name.finish()),
+            Arc::new(self.param_types.finish()),
+            Arc::new(self.param_formats.finish()),
+            Arc::new(self.param_values.finish()),
+            Arc::new(self.param_lengths.finish()),
+            Arc::new(self.result_formats.finish()),
+            Arc::new(self.max_rows.finish()),
+            Arc::new(self.command_tag.finish()),
+            Arc::new(self.rows.finish()),
+            Arc::new(self.ordered_hash.finish()),
+            Arc::new(self.unordered_hash.finish()),
+            Arc::new(self.result_bytes.finish()),
+            Arc::new(self.sqlstate.finish()),
+            Arc::new(self.error_message.finish()),
+            Arc::new(self.tx_status.finish()),
+            Arc::new(self.user.finish()),
+            Arc::new(self.database.finish()),
+            Arc::new(self.application_name.finish()),
+            Arc::new(self.client_addr.finish()),
+            Arc::new(self.startup_params.finish()),
+            Arc::new(self.protocol_version.finish()),
+            Arc::new(self.disconnect_reason.finish()),
+        ];
+        RecordBatch::try_new(self.schema.clone(), cols)
+    }
+}

@@ -1,0 +1,156 @@
+//! What a query shape is about: its statement type (SELECT, INSERT, UPDATE,
+//! DELETE, DDL, other) and the tables it names. Worked out once per
+//! fingerprint from the normalised SQL with sqlparser's tokenizer, never per
+//! row. Tables are the names after FROM, JOIN, INTO, UPDATE and TABLE: good
+//! for a breakdown, not a full resolution (CTE names count as tables).
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// The statement type of normalised SQL, by its first keyword (the
+/// statement after WITH for a CTE: `WITH ... INSERT` is an INSERT).
+pub fn statement_type(normalized: &str) -> &'static str {
+    let words = words(normalized);
+    let first = words.first().map(String::as_str).unwrap_or("");
+    let kind = |w: &str| match w {
+        "SELECT" | "VALUES" | "TABLE" | "SHOW" => Some("SELECT"),
+        "INSERT" | "COPY" => Some("INSERT"),
+        "UPDATE" => Some("UPDATE"),
+        "DELETE" => Some("DELETE"),
+        "MERGE" => Some("UPDATE"),
+        "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "COMMENT" | "GRANT" | "REVOKE" | "REINDEX"
+        | "REFRESH" => Some("DDL"),
+        _ => None,
+    };
+    if first == "WITH" {
+        // The main statement follows the last CTE's closing parenthesis at depth 0.
+        return main_after_with(normalized).unwrap_or("SELECT");
+    }
+    kind(first).unwrap_or("other")
+}
+
+fn main_after_with(sql: &str) -> Option<&'static str> {
+    let dialect = PostgreSqlDialect {};
+    let toks = Tokenizer::new(&dialect, sql).tokenize().ok()?;
+    let mut depth = 0i32;
+    let mut seen_paren = false;
+    for t in toks {
+        match t {
+            Token::LParen => {
+                depth += 1;
+                seen_paren = true;
+            }
+            Token::RParen => depth -= 1,
+            Token::Word(w) if depth == 0 && seen_paren => match w.value.to_uppercase().as_str() {
+                "SELECT" => return Some("SELECT"),
+                "INSERT" => return Some("INSERT"),
+                "UPDATE" => return Some("UPDATE"),
+                "DELETE" => return Some("DELETE"),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    None
+}
+
+fn words(sql: &str) -> Vec<String> {
+    let dialect = PostgreSqlDialect {};
+    let Ok(toks) = Tokenizer::new(&dialect, sql).tokenize() else {
+        return sql
+            .split_whitespace()
+            .take(1)
+            .map(|w| w.to_uppercase())
+            .collect();
+    };
+    toks.into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_uppercase()),
+            _ => None,
+        })
+        .take(1)
+        .collect()
+}
+
+/// Table names (lower-case, schema-qualified as written) the SQL reads or writes.
+pub fn tables(normalized: &str) -> Vec<String> {
+    let dialect = PostgreSqlDialect {};
+    let Ok(toks) = Tokenizer::new(&dialect, normalized).tokenize() else {
+        return Vec::new();
+    };
+    let toks: Vec<Token> = toks
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        let after = matches!(&toks[i], Token::Word(w) if w.quote_style.is_none()
+            && matches!(w.value.to_uppercase().as_str(), "FROM" | "JOIN" | "INTO" | "UPDATE" | "TABLE"));
+        i += 1;
+        if !after {
+            continue;
+        }
+        // Skip ONLY / IF [NOT] EXISTS.
+        while let Some(Token::Word(w)) = toks.get(i) {
+            if matches!(
+                w.value.to_uppercase().as_str(),
+                "ONLY" | "IF" | "NOT" | "EXISTS"
+            ) && w.quote_style.is_none()
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        let mut name = String::new();
+        while let Some(Token::Word(w)) = toks.get(i) {
+            name.push_str(&match w.quote_style {
+                Some(_) => w.value.clone(),
+                None => w.value.to_lowercase(),
+            });
+            if matches!(toks.get(i + 1), Some(Token::Period)) {
+                name.push('.');
+                i += 2;
+            } else {
+                i += 1;
+                break;
+            }
+        }
+        if !name.is_empty() && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_by_first_keyword() {
+        assert_eq!(statement_type("SELECT ? FROM t"), "SELECT");
+        assert_eq!(statement_type("INSERT INTO t VALUES (?)"), "INSERT");
+        assert_eq!(
+            statement_type("WITH x AS (SELECT ?) DELETE FROM t"),
+            "DELETE"
+        );
+        assert_eq!(statement_type("CREATE TABLE t(a int)"), "DDL");
+        assert_eq!(statement_type("BEGIN"), "other");
+    }
+
+    #[test]
+    fn tables_after_from_join_into_update() {
+        assert_eq!(
+            tables("SELECT * FROM public.a JOIN b ON a.id = b.id WHERE x IN (SELECT ? FROM c)"),
+            vec!["public.a", "b", "c"]
+        );
+        assert_eq!(
+            tables("UPDATE pgbench_accounts SET abalance = ?"),
+            vec!["pgbench_accounts"]
+        );
+        assert_eq!(tables("INSERT INTO h(a) VALUES (?)"), vec!["h"]);
+        assert!(tables("BEGIN").is_empty());
+    }
+}

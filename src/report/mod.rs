@@ -1,0 +1,122 @@
+//! `pgtape report`: what a capture says about the workload, from the capture
+//! alone (no database): volume and rate over time, latency percentiles,
+//! errors, the top query fingerprints and breakdowns by statement type,
+//! table and application, and the slow statements with their parameters.
+//!
+//! - [`model`]: the report's data ([`Summary`] and its parts).
+//! - [`summary`]: the streaming passes that build a [`Summary`].
+//! - [`classify`]: statement type and tables of a query shape.
+//! - [`slow`]: the slow statements pass (row filter on duration).
+//! - [`table`], [`json`], [`html`]: the exporters, behind [`Exporter`].
+
+pub mod classify;
+pub mod html;
+pub mod json;
+pub mod model;
+pub mod slow;
+pub mod summary;
+pub mod table;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+pub use summary::{Summary, SummaryOptions, summarize};
+
+use crate::capture::Capture;
+
+/// One output format of a summary.
+pub trait Exporter {
+    fn export(&self, summary: &Summary, out: &mut dyn Write) -> std::io::Result<()>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned text tables for a terminal.
+    Table,
+    /// One JSON document (documented in the README).
+    Json,
+    /// One self-contained HTML page with inline SVG charts.
+    Html,
+}
+
+impl Format {
+    pub fn exporter(self) -> Box<dyn Exporter> {
+        match self {
+            Format::Table => Box::new(table::TableExporter),
+            Format::Json => Box::new(json::JsonExporter),
+            Format::Html => Box::new(html::HtmlExporter),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A capture directory written by `pgtape proxy --capture` (or one of its files).
+    pub capture: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write the report here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Statements slower than this many milliseconds are listed with their parameters.
+    #[arg(long, default_value_t = 1000.0)]
+    pub slow_ms: f64,
+    /// At most this many slow statements are listed.
+    #[arg(long, default_value_t = 50)]
+    pub slow_limit: usize,
+    /// Fingerprints listed in each top list.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+}
+
+/// Runs `pgtape report`.
+pub fn main(args: ReportArgs) -> anyhow::Result<i32> {
+    if !(args.slow_ms >= 0.0) {
+        anyhow::bail!("--slow-ms must be a number of milliseconds >= 0, e.g. --slow-ms 500");
+    }
+    let cap = Capture::open(&args.capture)
+        .with_context(|| "cannot read the capture given to pgtape report; pass a directory written by `pgtape proxy --capture DIR`")?;
+    for e in &cap.errors {
+        tracing::warn!("skipping: {e}");
+    }
+    if cap.files.is_empty() {
+        let why = if cap.errors.is_empty() {
+            "it holds no .parquet capture files".to_string()
+        } else {
+            format!("none of its files can be read ({} bad)", cap.errors.len())
+        };
+        anyhow::bail!(
+            "{}: {why}; pass a directory written by `pgtape proxy --capture DIR`",
+            args.capture.display()
+        );
+    }
+    let opts = SummaryOptions {
+        top: args.top,
+        slow_ms: args.slow_ms,
+        slow_limit: args.slow_limit,
+        ..Default::default()
+    };
+    let summary = summarize(&cap, &opts)?;
+    let exporter = args.format.exporter();
+    match &args.out {
+        Some(path) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create --out {}", path.display()))?,
+            );
+            exporter.export(&summary, &mut f)?;
+            f.flush()?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            exporter.export(&summary, &mut lock)?;
+            lock.flush()?;
+        }
+    }
+    Ok(crate::cli::exit::OK)
+}

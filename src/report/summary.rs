@@ -1,0 +1,475 @@
+//! The summary of a capture, computed in two streaming passes over its
+//! files: one over the few columns every statement needs (time, duration,
+//! fingerprint, rows, SQLSTATE, session), one with a row filter for the slow
+//! statements and their parameters. Memory grows with the number of distinct
+//! fingerprints, sessions and seconds, never with the number of rows.
+//!
+//! The summary is plain data (serde): every exporter renders the same one,
+//! and the JSON form is documented in the README.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, AsArray, DictionaryArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMicrosecondType};
+use hdrhistogram::Histogram;
+
+use super::classify;
+pub use super::model::*;
+use crate::capture::schema::rfc3339_us;
+use crate::capture::{Capture, CaptureError, col};
+
+/// What to summarise and how much of it to show.
+#[derive(Debug, Clone)]
+pub struct SummaryOptions {
+    pub top: usize,
+    pub slow_ms: f64,
+    pub slow_limit: usize,
+    /// At most this many points in the throughput series.
+    pub max_points: usize,
+}
+
+impl Default for SummaryOptions {
+    fn default() -> Self {
+        SummaryOptions {
+            top: 20,
+            slow_ms: 1000.0,
+            slow_limit: 50,
+            max_points: 120,
+        }
+    }
+}
+
+/// Integer keys need no DoS-resistant hash here: the Fx multiply-rotate is
+/// several times cheaper than SipHash on the per-row path.
+#[derive(Default)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fx>>;
+
+struct Fp {
+    normalized: String,
+    count: u64,
+    total_us: u64,
+    rows: u64,
+    errors: u64,
+    hist: Histogram<u64>,
+}
+
+fn latency(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        mean_us: (h.mean() * 10.0).round() / 10.0,
+        p50_us: h.value_at_quantile(0.50),
+        p95_us: h.value_at_quantile(0.95),
+        p99_us: h.value_at_quantile(0.99),
+        max_us: h.max(),
+    }
+}
+
+/// Durations above an hour are counted as an hour.
+const MAX_TRACKED_US: u64 = 3_600_000_000;
+
+/// Fixed bounds: `saturating_record` on an auto-resizing histogram clamps to
+/// its *initial* range instead of growing (hdrhistogram 7).
+fn hist(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, sigfig).expect("valid histogram bounds")
+}
+
+fn ms(us: u64) -> f64 {
+    (us as f64 / 10.0).round() / 100.0
+}
+
+/// Summarises `cap` (its readable files; its bad ones are listed).
+pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, CaptureError> {
+    let cols = [
+        col::KIND,
+        col::SESSION_ID,
+        col::TS,
+        col::DURATION_US,
+        col::FINGERPRINT,
+        col::NORMALIZED_SQL,
+        col::ROWS,
+        col::SQLSTATE,
+        col::APPLICATION_NAME,
+    ];
+    let mut fps: FastMap<i64, Fp> = FastMap::default();
+    let mut overall = hist(3);
+    let mut per_sec: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    let mut apps: Vec<(String, Group)> = Vec::new();
+    let mut app_of: FastMap<i64, usize> = FastMap::default();
+    let mut unknown_app: Option<usize> = None;
+    let mut sqlstates: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let (mut statements, mut errors) = (0u64, 0u64);
+    let (mut cur_sec, mut cur) = (i64::MIN, (0u64, 0u64));
+
+    let dict_cols = [
+        col::KIND,
+        col::NORMALIZED_SQL,
+        col::SQLSTATE,
+        col::APPLICATION_NAME,
+    ];
+    for batch in cap.scan(&cols).dictionary(&dict_cols) {
+        let b = batch?;
+        let prim = |name: &str| b.column_by_name(name).expect("projected").clone();
+        let (sid, ts, dur, fp, rows) = (
+            prim(col::SESSION_ID),
+            prim(col::TS),
+            prim(col::DURATION_US),
+            prim(col::FINGERPRINT),
+            prim(col::ROWS),
+        );
+        let sid = sid.as_primitive::<Int64Type>();
+        let ts = ts.as_primitive::<TimestampMicrosecondType>();
+        let dur = dur.as_primitive::<Int64Type>();
+        let fp = fp.as_primitive::<Int64Type>();
+        let rows = rows.as_primitive::<Int64Type>();
+        let kind = dict(&b, col::KIND)?;
+        let norm = dict(&b, col::NORMALIZED_SQL)?;
+        let state = dict(&b, col::SQLSTATE)?;
+        let app = dict(&b, col::APPLICATION_NAME)?;
+        // Kinds by dictionary key: one string compare per distinct value, not per row.
+        let kind_code: Vec<u8> = kind
+            .values()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| match v {
+                Some("connect") => 1,
+                Some("statement") => 2,
+                _ => 0,
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            let session = sid.value(i);
+            match kind_code[kind.keys().value(i) as usize] {
+                1 => {
+                    let name = dict_str(&app, i).unwrap_or("");
+                    let idx = match apps.iter().position(|(n, _)| n == name) {
+                        Some(x) => x,
+                        None => {
+                            apps.push((name.to_string(), group(name, Some(0))));
+                            apps.len() - 1
+                        }
+                    };
+                    if app_of.insert(session, idx).is_none() {
+                        *apps[idx].1.sessions.get_or_insert(0) += 1;
+                    }
+                }
+                2 => {
+                    let t = ts.value(i);
+                    let d = dur.value(i).max(0) as u64;
+                    let failed = state.is_valid(i);
+                    statements += 1;
+                    first = first.min(t);
+                    last = last.max(t);
+                    overall.saturating_record(d.max(1));
+                    // Rows come mostly in time order: count into the current
+                    // second, touch the map only when the second changes.
+                    let sec = t.div_euclid(1_000_000);
+                    if sec != cur_sec {
+                        if cur.0 > 0 {
+                            let e = per_sec.entry(cur_sec).or_default();
+                            e.0 += cur.0;
+                            e.1 += cur.1;
+                        }
+                        (cur_sec, cur) = (sec, (0, 0));
+                    }
+                    cur.0 += 1;
+                    let f = fps.entry(fp.value(i)).or_insert_with(|| Fp {
+                        normalized: dict_str(&norm, i).unwrap_or("").to_string(),
+                        count: 0,
+                        total_us: 0,
+                        rows: 0,
+                        errors: 0,
+                        hist: hist(2),
+                    });
+                    f.count += 1;
+                    f.total_us += d;
+                    f.rows += rows.value(i).max(0) as u64;
+                    f.hist.saturating_record(d.max(1));
+                    let idx = match app_of.get(&session) {
+                        Some(&x) => x,
+                        None => {
+                            let x = *unknown_app.get_or_insert_with(|| {
+                                apps.push((
+                                    "(no connect row)".into(),
+                                    group("(no connect row)", Some(0)),
+                                ));
+                                apps.len() - 1
+                            });
+                            app_of.insert(session, x);
+                            *apps[x].1.sessions.get_or_insert(0) += 1;
+                            x
+                        }
+                    };
+                    let g = &mut apps[idx].1;
+                    g.statements += 1;
+                    g.total_ms += d as f64 / 1000.0;
+                    if failed {
+                        errors += 1;
+                        cur.1 += 1;
+                        f.errors += 1;
+                        g.errors += 1;
+                        let code = dict_str(&state, i).unwrap_or("");
+                        *sqlstates.entry(code.to_string()).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    if cur.0 > 0 {
+        let e = per_sec.entry(cur_sec).or_default();
+        e.0 += cur.0;
+        e.1 += cur.1;
+    }
+    let duration_s = if statements > 0 {
+        (last - first) as f64 / 1e6
+    } else {
+        0.0
+    };
+    let mut all: Vec<FingerprintStats> = fps
+        .iter()
+        .map(|(k, f)| FingerprintStats {
+            fingerprint: format!("{:016x}", *k as u64),
+            statement_type: classify::statement_type(&f.normalized).to_string(),
+            normalized_sql: f.normalized.clone(),
+            count: f.count,
+            total_ms: ms(f.total_us),
+            latency: latency(&f.hist),
+            rows: f.rows,
+            errors: f.errors,
+        })
+        .collect();
+    // Ties broken by fingerprint so the report is the same on every run.
+    all.sort_by(|a, b| {
+        b.total_ms
+            .total_cmp(&a.total_ms)
+            .then(a.fingerprint.cmp(&b.fingerprint))
+    });
+    let by_type = rollup(&all, |f| vec![f.statement_type.clone()]);
+    let by_table = rollup(&all, |f| {
+        let t = classify::tables(&f.normalized_sql);
+        if t.is_empty() {
+            vec!["(none)".into()]
+        } else {
+            t
+        }
+    });
+    let top_by_total_time: Vec<_> = all.iter().take(opts.top).cloned().collect();
+    all.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.fingerprint.cmp(&b.fingerprint))
+    });
+    let top_by_count: Vec<_> = all.iter().take(opts.top).cloned().collect();
+    let mut by_application: Vec<Group> = apps.into_iter().map(|(_, g)| round_group(g)).collect();
+    by_application.sort_by(|a, b| b.statements.cmp(&a.statements).then(a.name.cmp(&b.name)));
+    let mut errors_by_sqlstate: Vec<ErrorGroup> = sqlstates
+        .into_iter()
+        .map(|(sqlstate, count)| ErrorGroup { sqlstate, count })
+        .collect();
+    errors_by_sqlstate.sort_by(|a, b| b.count.cmp(&a.count).then(a.sqlstate.cmp(&b.sqlstate)));
+    let (throughput_bucket_s, throughput) = series(&per_sec, first, opts.max_points);
+
+    Ok(Summary {
+        files: cap.files.len(),
+        rows: cap.total_rows() as u64,
+        dropped: cap.dropped(),
+        bad_files: cap.errors.iter().map(|e| e.to_string()).collect(),
+        pending_segments: cap
+            .pending_segments
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        start: (statements > 0).then(|| rfc3339_us(first)),
+        end: (statements > 0).then(|| rfc3339_us(last)),
+        duration_s,
+        sessions: app_of.len() as u64,
+        statements,
+        errors,
+        error_rate: if statements > 0 {
+            round4(errors as f64 / statements as f64)
+        } else {
+            0.0
+        },
+        statements_per_s: if duration_s > 0.0 {
+            (statements as f64 / duration_s * 10.0).round() / 10.0
+        } else {
+            statements as f64
+        },
+        latency: latency(&overall),
+        throughput_bucket_s,
+        throughput,
+        latency_histogram: log2_buckets(&overall),
+        top_by_total_time,
+        top_by_count,
+        by_type,
+        by_table,
+        by_application,
+        errors_by_sqlstate,
+        slow_ms: opts.slow_ms,
+        slow: super::slow::slow_statements(cap, opts)?,
+    })
+}
+
+/// A string column as a dictionary array (cast when a file stored it plain).
+fn dict(b: &RecordBatch, name: &str) -> Result<DictionaryArray<Int32Type>, CaptureError> {
+    let c = b.column_by_name(name).expect("projected");
+    let want = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let c = cast(c, &want).map_err(|e| CaptureError::Arrow {
+        path: name.into(),
+        source: e,
+    })?;
+    Ok(c.as_dictionary::<Int32Type>().clone())
+}
+
+fn dict_str(d: &DictionaryArray<Int32Type>, i: usize) -> Option<&str> {
+    if d.is_null(i) {
+        return None;
+    }
+    Some(
+        d.values()
+            .as_string::<i32>()
+            .value(d.keys().value(i) as usize),
+    )
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+fn group(name: &str, sessions: Option<u64>) -> Group {
+    Group {
+        name: name.to_string(),
+        sessions,
+        statements: 0,
+        total_ms: 0.0,
+        errors: 0,
+    }
+}
+
+fn round_group(mut g: Group) -> Group {
+    g.total_ms = (g.total_ms * 100.0).round() / 100.0;
+    g
+}
+
+/// Sums fingerprint stats into groups (a fingerprint may count in several).
+fn rollup(all: &[FingerprintStats], keys: impl Fn(&FingerprintStats) -> Vec<String>) -> Vec<Group> {
+    let mut m: BTreeMap<String, Group> = BTreeMap::new();
+    for f in all {
+        for k in keys(f) {
+            let g = m.entry(k.clone()).or_insert_with(|| group(&k, None));
+            g.statements += f.count;
+            g.total_ms += f.total_ms;
+            g.errors += f.errors;
+        }
+    }
+    let mut v: Vec<Group> = m.into_values().map(round_group).collect();
+    v.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms).then(a.name.cmp(&b.name)));
+    v
+}
+
+/// Per-second counts re-bucketed to at most `max_points` points, gaps as zeros.
+fn series(
+    per_sec: &BTreeMap<i64, (u64, u64)>,
+    first_us: i64,
+    max_points: usize,
+) -> (u64, Vec<Point>) {
+    let (Some((&lo, _)), Some((&hi, _))) = (per_sec.first_key_value(), per_sec.last_key_value())
+    else {
+        return (1, Vec::new());
+    };
+    let span = (hi - lo + 1) as u64;
+    let bucket = span.div_ceil(max_points.max(1) as u64).max(1);
+    let n = span.div_ceil(bucket) as usize;
+    let mut pts: Vec<Point> = (0..n)
+        .map(|i| Point {
+            offset_s: i as u64 * bucket,
+            statements: 0,
+            errors: 0,
+        })
+        .collect();
+    let _ = first_us;
+    for (&s, &(c, e)) in per_sec {
+        let p = &mut pts[((s - lo) as u64 / bucket) as usize];
+        p.statements += c;
+        p.errors += e;
+    }
+    (bucket, pts)
+}
+
+fn log2_buckets(h: &Histogram<u64>) -> Vec<HistBucket> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut le = 1u64;
+    let mut below = 0u64;
+    loop {
+        let upto = h.count_between(0, le);
+        out.push(HistBucket {
+            le_us: le,
+            count: upto - below,
+        });
+        below = upto;
+        if le >= h.max() {
+            break;
+        }
+        le *= 2;
+    }
+    // Leading empty buckets say nothing.
+    let start = out.iter().position(|b| b.count > 0).unwrap_or(0);
+    out.split_off(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: per-fingerprint percentiles were clamped to 2 ms.
+    #[test]
+    fn histograms_keep_durations_above_two_milliseconds() {
+        for sigfig in [2, 3] {
+            let mut h = hist(sigfig);
+            for v in [100u64, 500, 1000, 1_600_000] {
+                h.saturating_record(v);
+            }
+            let l = latency(&h);
+            assert!(l.max_us >= 1_590_000, "sigfig {sigfig}: {l:?}");
+            assert!(l.p50_us >= 495, "sigfig {sigfig}: {l:?}");
+        }
+    }
+
+    #[test]
+    fn series_rebuckets_and_fills_gaps() {
+        let m: BTreeMap<i64, (u64, u64)> = [(100, (5, 1)), (103, (2, 0)), (109, (1, 0))].into();
+        let (bucket, pts) = series(&m, 0, 5);
+        assert_eq!(bucket, 2);
+        assert_eq!(
+            pts.iter().map(|p| p.statements).collect::<Vec<_>>(),
+            vec![5, 2, 0, 0, 1]
+        );
+    }
+}
