@@ -2,8 +2,20 @@
 //!
 //! - [`conn_opts`]: connection URLs, validated and masked.
 //! - [`client`]: the wire-level client that replays statements faithfully.
+//! - [`plan`]: the capture as a stream of items, filters, the sizing pass.
+//! - [`timer`]: the precise timer behind the schedule.
+//! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
+//! - [`summary`]: per-side counts, lag and latency; table and JSON.
+//! - [`run`]: arguments, validation and the dispatcher.
 
 pub mod client;
 pub mod conn_opts;
+pub mod plan;
 pub mod results;
+pub mod run;
+pub mod summary;
+pub mod timer;
+pub mod worker;
+
+pub use run::{ReplayArgs, ReplayConfig, main, replay};

@@ -1,0 +1,194 @@
+//! Per-side accounting while results are written: counts by status, lag and
+//! latency histograms (HdrHistogram), the achieved rate; rendered at the end
+//! as a table or JSON (fields documented in the README).
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::results::{ResultRow, Status};
+
+pub struct SideStats {
+    pub side: &'static str,
+    pub url: String,
+    ok: u64,
+    errors: u64,
+    not_replayed: u64,
+    reasons: BTreeMap<String, u64>,
+    lag: Histogram<u64>,
+    latency: Histogram<u64>,
+    first_us: i64,
+    last_us: i64,
+}
+
+impl SideStats {
+    pub fn new(side: &'static str, url: String) -> Self {
+        SideStats {
+            side,
+            url,
+            ok: 0,
+            errors: 0,
+            not_replayed: 0,
+            reasons: BTreeMap::new(),
+            lag: Histogram::new(3).expect("valid precision"),
+            latency: Histogram::new(3).expect("valid precision"),
+            first_us: i64::MAX,
+            last_us: i64::MIN,
+        }
+    }
+
+    pub fn add(&mut self, r: &ResultRow) {
+        match r.status {
+            Status::Ok => self.ok += 1,
+            Status::Error => self.errors += 1,
+            Status::NotReplayed => {
+                self.not_replayed += 1;
+                let reason = r.reason.clone().unwrap_or_default();
+                // Keep the reason's kind, not every distinct message.
+                let kind = reason.split(": ").next().unwrap_or("").to_string();
+                *self.reasons.entry(kind).or_default() += 1;
+                return;
+            }
+        }
+        self.lag
+            .saturating_record((r.started_us - r.scheduled_us).max(0) as u64);
+        self.latency.saturating_record(r.duration_us.max(0) as u64);
+        self.first_us = self.first_us.min(r.started_us);
+        self.last_us = self.last_us.max(r.started_us + r.duration_us);
+    }
+
+    pub fn finish(&self) -> SideSummary {
+        let replayed = self.ok + self.errors;
+        let secs = if replayed > 0 {
+            (self.last_us - self.first_us).max(1) as f64 / 1e6
+        } else {
+            0.0
+        };
+        let q = |h: &Histogram<u64>, p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
+        SideSummary {
+            side: self.side,
+            url: self.url.clone(),
+            statements: replayed + self.not_replayed,
+            replayed,
+            ok: self.ok,
+            failed: self.errors,
+            not_replayed: self.not_replayed,
+            not_replayed_reasons: self.reasons.clone(),
+            seconds: secs,
+            rate_per_s: if secs > 0.0 {
+                replayed as f64 / secs
+            } else {
+                0.0
+            },
+            lag_us: Percentiles {
+                p50: q(&self.lag, 0.5),
+                p95: q(&self.lag, 0.95),
+                p99: q(&self.lag, 0.99),
+                max: self.lag.max(),
+            },
+            latency_us: Percentiles {
+                p50: q(&self.latency, 0.5),
+                p95: q(&self.latency, 0.95),
+                p99: q(&self.latency, 0.99),
+                max: self.latency.max(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SideSummary {
+    pub side: &'static str,
+    pub url: String,
+    pub statements: u64,
+    pub replayed: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub not_replayed: u64,
+    pub not_replayed_reasons: BTreeMap<String, u64>,
+    pub seconds: f64,
+    pub rate_per_s: f64,
+    pub lag_us: Percentiles,
+    pub latency_us: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReplaySummary {
+    pub capture: String,
+    pub results: String,
+    /// `null` for --max-rate.
+    pub speed: Option<f64>,
+    pub pace: &'static str,
+    pub sessions: u64,
+    pub captured_statements: u64,
+    pub sides: Vec<SideSummary>,
+}
+
+impl ReplaySummary {
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let speed = self
+            .speed
+            .map(|x| format!("{x}x"))
+            .unwrap_or_else(|| "max rate".into());
+        s.push_str(&format!(
+            "replayed {} ({} statements, {} sessions) at {speed}, {} pace; results in {}\n\n",
+            self.capture, self.captured_statements, self.sessions, self.pace, self.results
+        ));
+        s.push_str(&format!(
+            "{:<8} {:>10} {:>8} {:>8} {:>8} {:>10} {:>22} {:>30}\n",
+            "side",
+            "replayed",
+            "failed",
+            "skipped",
+            "rate/s",
+            "seconds",
+            "lag p50/p99/max ms",
+            "latency p50/p95/p99/max ms"
+        ));
+        let ms = |us: u64| us as f64 / 1000.0;
+        for d in &self.sides {
+            s.push_str(&format!(
+                "{:<8} {:>10} {:>8} {:>8} {:>8.0} {:>10.2} {:>22} {:>30}\n",
+                d.side,
+                d.replayed,
+                d.failed,
+                d.not_replayed,
+                d.rate_per_s,
+                d.seconds,
+                format!(
+                    "{:.2}/{:.2}/{:.2}",
+                    ms(d.lag_us.p50),
+                    ms(d.lag_us.p99),
+                    ms(d.lag_us.max)
+                ),
+                format!(
+                    "{:.2}/{:.2}/{:.2}/{:.2}",
+                    ms(d.latency_us.p50),
+                    ms(d.latency_us.p95),
+                    ms(d.latency_us.p99),
+                    ms(d.latency_us.max)
+                ),
+            ));
+            for (reason, n) in &d.not_replayed_reasons {
+                s.push_str(&format!("         not replayed: {n} × {reason}\n"));
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,337 @@
+//! One replayed session: connects when the capture says it connected, runs
+//! each statement at its scheduled time (never before the previous one
+//! finished) on one side, or on both at once in lockstep, and sends one result
+//! row per statement per side. A statement error never stops the session; a
+//! lost connection marks the rest of it not replayed, with the reason.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+
+use super::client::{Client, Extended, Outcome};
+use super::conn_opts::ConnOpts;
+use super::plan::Item;
+use super::results::{Captured, ResultRow, Status};
+use super::timer::{Timer, scheduled_offset};
+
+/// One side of the replay.
+pub struct SideCtx {
+    pub name: &'static str,
+    pub opts: ConnOpts,
+    pub results: mpsc::Sender<ResultRow>,
+    /// Connections this side may hold at once (`--max-connections`).
+    pub connections: Arc<Semaphore>,
+    pub done: AtomicU64,
+}
+
+/// The replay clock shared by every session.
+#[derive(Clone)]
+pub struct Clock {
+    pub timer: Timer,
+    pub t0: Instant,
+    pub t0_wall_us: i64,
+    pub capture_start_us: i64,
+    /// `None`: as fast as possible, keeping per-session order.
+    pub speed: Option<f64>,
+}
+
+impl Clock {
+    fn due(&self, ts_us: i64, delay: Duration) -> Option<Instant> {
+        self.speed
+            .map(|s| self.t0 + scheduled_offset(ts_us, self.capture_start_us, s) + delay)
+    }
+
+    async fn wait(&self, due: Option<Instant>) {
+        if let Some(at) = due {
+            self.timer.sleep_until(at).await;
+        }
+    }
+
+    fn offset_us(&self, at: Instant) -> i64 {
+        at.saturating_duration_since(self.t0).as_micros() as i64
+    }
+}
+
+/// What a session worker is told at spawn.
+pub struct SessionSpec {
+    pub sides: Vec<Arc<SideCtx>>,
+    pub clock: Clock,
+    pub clone: i32,
+    /// Clones start this much later than the original session.
+    pub delay: Duration,
+    pub user_map: Arc<Vec<(String, String)>>,
+    /// Why statements cannot be replayed faithfully at all (redacted parameters).
+    pub blocked: Option<&'static str>,
+}
+
+struct Conn {
+    client: Option<Client>,
+    dead: Option<String>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Arc<Item>>) {
+    let mut conns: Vec<Conn> = spec
+        .sides
+        .iter()
+        .map(|_| Conn {
+            client: None,
+            dead: None,
+            _permit: None,
+        })
+        .collect();
+    let mut startup: Option<(String, Vec<(String, String)>)> = None;
+    while let Some(item) = rx.recv().await {
+        match &*item {
+            Item::Connect {
+                ts_us,
+                user,
+                params,
+                ..
+            } => {
+                spec.clock.wait(spec.clock.due(*ts_us, spec.delay)).await;
+                startup = Some((user.clone(), params.clone()));
+                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                    connect(side, conn, &spec, startup.as_ref()).await;
+                }
+            }
+            Item::Statement {
+                captured, named, ..
+            } => {
+                let due = spec.clock.due(captured.ts_us, spec.delay);
+                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                    if conn.client.is_none() && conn.dead.is_none() {
+                        connect(side, conn, &spec, startup.as_ref()).await;
+                    }
+                }
+                let skip = spec.blocked.or_else(|| copy_in_reason(captured));
+                if let Some(reason) = skip {
+                    for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                        let _ = conn;
+                        not_replayed(side, &spec, captured, due, reason.to_string()).await;
+                    }
+                    continue;
+                }
+                spec.clock.wait(due).await;
+                run_statement(&spec, &mut conns, captured, *named, due).await;
+            }
+            Item::Disconnect { .. } => break,
+        }
+    }
+    for conn in conns {
+        if let Some(c) = conn.client {
+            c.terminate().await;
+        }
+    }
+}
+
+async fn connect(
+    side: &SideCtx,
+    conn: &mut Conn,
+    spec: &SessionSpec,
+    startup: Option<&(String, Vec<(String, String)>)>,
+) {
+    let permit = side
+        .connections
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("semaphore never closed");
+    let captured_user = startup.map(|s| s.0.as_str()).unwrap_or("");
+    let user = spec
+        .user_map
+        .iter()
+        .find(|(from, _)| from == captured_user)
+        .map(|(_, to)| to.as_str())
+        .unwrap_or(&side.opts.user);
+    let params = startup.map(|s| s.1.as_slice()).unwrap_or(&[]);
+    match Client::connect(&side.opts, user, params).await {
+        Ok(c) => {
+            conn.client = Some(c);
+            conn._permit = Some(permit);
+        }
+        Err(e) => conn.dead = Some(format!("connect failed: {e}")),
+    }
+}
+
+/// COPY FROM STDIN needs the data the client streamed, which captures do not hold.
+fn copy_in_reason(c: &Captured) -> Option<&'static str> {
+    let n = c.normalized_sql.to_ascii_uppercase();
+    (n.starts_with("COPY") && n.contains("FROM STDIN"))
+        .then_some("COPY FROM STDIN data is not in the capture")
+}
+
+async fn not_replayed(
+    side: &SideCtx,
+    spec: &SessionSpec,
+    captured: &Arc<Captured>,
+    due: Option<Instant>,
+    reason: String,
+) {
+    let now = Instant::now();
+    let at = due.unwrap_or(now);
+    let row = row(
+        side,
+        spec,
+        captured,
+        at,
+        now,
+        0,
+        Status::NotReplayed,
+        Some(reason),
+        None,
+    );
+    send(side, row).await;
+}
+
+async fn send(side: &SideCtx, row: ResultRow) {
+    side.done.fetch_add(1, Ordering::Relaxed);
+    let _ = side.results.send(row).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    side: &SideCtx,
+    spec: &SessionSpec,
+    captured: &Arc<Captured>,
+    due: Instant,
+    started: Instant,
+    duration_us: i64,
+    status: Status,
+    reason: Option<String>,
+    outcome: Option<Outcome>,
+) -> ResultRow {
+    let clock = &spec.clock;
+    let started_us = clock.offset_us(started);
+    let o = outcome.unwrap_or_default();
+    ResultRow {
+        side: side.name,
+        clone: spec.clone,
+        captured: captured.clone(),
+        scheduled_us: if clock.speed.is_some() {
+            clock.offset_us(due)
+        } else {
+            started_us
+        },
+        started_us,
+        started_at_us: clock.t0_wall_us + started_us,
+        duration_us,
+        status,
+        reason,
+        command_tag: (!o.command_tag.is_empty()).then(|| o.command_tag.clone()),
+        rows: o.rows() as i64,
+        ordered_hash: o.hash.ordered as i64,
+        unordered_hash: o.hash.unordered as i64,
+        result_bytes: o.hash.bytes as i64,
+        columns: o.columns,
+        error: o.error,
+    }
+}
+
+async fn execute(client: &mut Client, c: &Captured, named: bool) -> std::io::Result<Outcome> {
+    if c.protocol == "simple" {
+        return client.simple(c.sql.as_bytes()).await;
+    }
+    let params: Vec<Option<&[u8]>> = c.param_values.iter().map(|v| v.as_deref()).collect();
+    let x = Extended {
+        sql: c.sql.as_bytes(),
+        param_oids: &c.param_types,
+        param_formats: &c.param_formats,
+        params: &params,
+        result_formats: &c.result_formats,
+        max_rows: c.max_rows,
+        named,
+    };
+    client.extended(&x).await
+}
+
+/// Runs one statement on every live side at once and reports each.
+async fn run_statement(
+    spec: &SessionSpec,
+    conns: &mut [Conn],
+    captured: &Arc<Captured>,
+    named: bool,
+    due: Option<Instant>,
+) {
+    let start = Instant::now();
+    let due = due.unwrap_or(start);
+    let runs = conns.iter_mut().map(|conn| async move {
+        let Some(client) = conn.client.as_mut() else {
+            return (Instant::now(), Err(conn.dead.clone().unwrap_or_default()));
+        };
+        let started = Instant::now();
+        let r = execute(client, captured, named).await;
+        match r {
+            Ok(o) => (started, Ok((o, started.elapsed()))),
+            Err(e) => {
+                let reason = format!("connection lost: {e}");
+                conn.client = None;
+                conn.dead = Some(reason.clone());
+                (started, Err(reason))
+            }
+        }
+    });
+    let results: Vec<_> = join_all(runs.collect()).await;
+    for ((side, _), (started, r)) in spec.sides.iter().zip(conns.iter()).zip(results) {
+        let row = match r {
+            Ok((o, took)) => {
+                let status = if o.error.is_some() {
+                    Status::Error
+                } else {
+                    Status::Ok
+                };
+                row(
+                    side,
+                    spec,
+                    captured,
+                    due,
+                    started,
+                    took.as_micros() as i64,
+                    status,
+                    None,
+                    Some(o),
+                )
+            }
+            Err(reason) => row(
+                side,
+                spec,
+                captured,
+                due,
+                started,
+                0,
+                Status::NotReplayed,
+                Some(reason),
+                None,
+            ),
+        };
+        send(side, row).await;
+    }
+}
+
+/// Polls every future together (one or two: the sides of a lockstep session).
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futs.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
+}
