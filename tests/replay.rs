@@ -112,3 +112,361 @@ fn named_statements_survive_discard_all_and_pages_sum() {
         );
     });
 }
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+use pgtape::capture::{Recorder, RecorderConfig};
+use pgtape::cluster::Cluster;
+use pgtape::replay::{ReplayConfig, replay};
+
+/// Records whatever `clients` does through a proxy in front of `db`.
+fn record(db: &Cluster, dir: &Path, clients: impl FnOnce(u16)) -> PathBuf {
+    let capture = dir.join("capture");
+    let rec = Recorder::start(RecorderConfig::new(&capture, db.addr())).unwrap();
+    let sender = rec.sender();
+    {
+        let proxy = Proxy::start(&db.addr(), |cfg| cfg.tap = Some(sender));
+        clients(proxy.port());
+    }
+    rec.close().unwrap();
+    capture
+}
+
+struct SideRows {
+    session: Vec<i64>,
+    seq: Vec<i64>,
+    status: Vec<String>,
+    sql: Vec<String>,
+    oh: Vec<i64>,
+    captured_oh: Vec<i64>,
+    rows: Vec<i64>,
+    captured_rows: Vec<i64>,
+    started: Vec<i64>,
+    scheduled: Vec<i64>,
+    captured_ts: Vec<i64>,
+    clone: Vec<i32>,
+}
+
+fn read_side(path: &Path) -> SideRows {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut s = SideRows {
+        session: vec![],
+        seq: vec![],
+        status: vec![],
+        sql: vec![],
+        oh: vec![],
+        captured_oh: vec![],
+        rows: vec![],
+        captured_rows: vec![],
+        started: vec![],
+        scheduled: vec![],
+        captured_ts: vec![],
+        clone: vec![],
+    };
+    for b in reader {
+        let b = b.unwrap();
+        let i64s = |n: &str| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        };
+        let strs = |n: &str| {
+            let a = b.column_by_name(n).unwrap().as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.value(i).to_string())
+                .collect::<Vec<_>>()
+        };
+        s.session.extend(i64s("session_id"));
+        s.seq.extend(i64s("seq"));
+        s.status.extend(strs("status"));
+        s.sql.extend(strs("sql"));
+        s.oh.extend(i64s("ordered_hash"));
+        s.captured_oh.extend(i64s("captured_ordered_hash"));
+        s.rows.extend(i64s("rows"));
+        s.captured_rows.extend(i64s("captured_rows"));
+        s.started.extend(i64s("started_us"));
+        s.scheduled.extend(i64s("scheduled_us"));
+        let ts = b
+            .column_by_name("captured_ts")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        s.captured_ts.extend(ts.values().iter().copied());
+        s.clone.extend(
+            b.column_by_name("clone")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
+    }
+    s
+}
+
+fn config(
+    capture: &Path,
+    results: &Path,
+    source: &Cluster,
+    target: Option<&Cluster>,
+    extra: &[&str],
+) -> ReplayConfig {
+    let mut argv = vec![
+        "pgtape".to_string(),
+        "replay".into(),
+        capture.display().to_string(),
+    ];
+    argv.extend(["--source".into(), source.url("postgres")]);
+    if let Some(t) = target {
+        argv.extend(["--target".into(), t.url("postgres")]);
+    }
+    argv.extend(["--results".into(), results.display().to_string()]);
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let cli = <pgtape::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+    let pgtape::cli::Command::Replay(args) = cli.command else {
+        panic!("replay args")
+    };
+    ReplayConfig::from_args(&args).unwrap()
+}
+
+#[test]
+fn pgbench_capture_replays_on_two_copies_with_the_captured_results() {
+    let mut a = cluster(&ClusterOptions::default());
+    run_ok(&mut pgbench(a.port(), &["-i", "-q", "-s", "1"]));
+    let b = a.duplicate().unwrap();
+    let c = a.duplicate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = record(&a, dir.path(), |port| {
+        run_ok(&mut pgbench(
+            port,
+            &[
+                "-n", "-S", "-M", "prepared", "-c", "2", "-j", "2", "-t", "150",
+            ],
+        ));
+        run_ok(&mut pgbench(
+            port,
+            &[
+                "-n", "-S", "-M", "simple", "-c", "2", "-j", "2", "-t", "150",
+            ],
+        ));
+    });
+    let results = dir.path().join("results");
+    let cfg = config(&capture, &results, &b, Some(&c), &["--max-rate"]);
+    let summary = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(replay(&cfg, std::future::pending()))
+        .unwrap();
+    let captured = summary.captured_statements as usize;
+    assert!(
+        captured >= 600,
+        "4 clients × 150 selects at least: {captured}"
+    );
+    for side in ["source", "target"] {
+        let s = read_side(&results.join(format!("{side}.parquet")));
+        assert_eq!(s.status.len(), captured, "{side}: every statement replayed");
+        assert!(
+            s.status.iter().all(|st| st == "ok"),
+            "{side}: {:?}",
+            s.status.iter().filter(|st| *st != "ok").collect::<Vec<_>>()
+        );
+        // Deterministic reads return exactly what was captured.
+        for i in 0..s.sql.len() {
+            assert_eq!(
+                (s.oh[i], s.rows[i]),
+                (s.captured_oh[i], s.captured_rows[i]),
+                "{side}: {} differs",
+                s.sql[i]
+            );
+        }
+        // Per-session order: sequence numbers start in order and never overlap.
+        let mut last: HashMap<i64, (i64, i64)> = HashMap::new();
+        for i in 0..s.seq.len() {
+            if let Some((seq, started)) = last.insert(s.session[i], (s.seq[i], s.started[i])) {
+                assert!(
+                    s.seq[i] > seq && s.started[i] >= started,
+                    "{side}: session {} out of order",
+                    s.session[i]
+                );
+            }
+        }
+        let summary_side = summary.sides.iter().find(|d| d.side == side).unwrap();
+        assert_eq!(
+            (summary_side.ok, summary_side.not_replayed),
+            (captured as u64, 0)
+        );
+    }
+    // Two pgbench clients were connected at once: one connection cannot replay them.
+    let cfg = config(
+        &capture,
+        &dir.path().join("r2"),
+        &b,
+        None,
+        &["--max-rate", "--max-connections", "1"],
+    );
+    let err = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(replay(&cfg, std::future::pending()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("raise --max-connections to 2"), "{err}");
+}
+
+#[test]
+fn speed_two_schedules_at_half_the_recorded_offsets() {
+    let a = cluster(&ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let capture = record(&a, dir.path(), |port| {
+        run_ok(&mut psql(
+            port,
+            &[
+                "-c",
+                "SELECT 1",
+                "-c",
+                "SELECT pg_sleep(0.2)",
+                "-c",
+                "SELECT 2",
+                "-c",
+                "SELECT pg_sleep(0.1)",
+                "-c",
+                "SELECT 3",
+            ],
+        ));
+    });
+    let results = dir.path().join("results");
+    let cfg = config(&capture, &results, &a, None, &["--speed", "2"]);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(replay(&cfg, std::future::pending()))
+        .unwrap();
+    let s = read_side(&results.join("source.parquet"));
+    assert_eq!(s.sql.len(), 5);
+    let cap = pgtape::replay::plan::open(&capture).unwrap();
+    let start = pgtape::replay::plan::outline(&cap, &Default::default())
+        .unwrap()
+        .start_us;
+    for i in 0..s.sql.len() {
+        let recorded = s.captured_ts[i] - start;
+        assert!(
+            (s.scheduled[i] * 2 - recorded).abs() <= 1,
+            "{}: scheduled {} for recorded offset {recorded}",
+            s.sql[i],
+            s.scheduled[i]
+        );
+        assert!(s.started[i] >= s.scheduled[i], "never before its schedule");
+    }
+    // The statements after each sleep waited for it: real pacing, not only arithmetic.
+    assert!(
+        s.scheduled[2] - s.scheduled[1] >= 90_000,
+        "{:?}",
+        s.scheduled
+    );
+}
+
+#[test]
+fn named_statements_across_round_trips_and_discard_all_replay() {
+    let mut a = cluster(&ClusterOptions::default());
+    let b = a.duplicate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = record(&a, dir.path(), |port| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&conn_str(port), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let st = client.prepare("SELECT $1::int8 * 3").await.unwrap();
+            for i in 0..5i64 {
+                assert_eq!(
+                    client.query_one(&st, &[&i]).await.unwrap().get::<_, i64>(0),
+                    i * 3
+                );
+            }
+            client.batch_execute("DISCARD ALL").await.unwrap();
+            let st = client.prepare("SELECT $1::int8 * 3").await.unwrap();
+            assert_eq!(
+                client
+                    .query_one(&st, &[&7i64])
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0),
+                21
+            );
+        });
+    });
+    let results = dir.path().join("results");
+    let cfg = config(&capture, &results, &b, None, &["--max-rate"]);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(replay(&cfg, std::future::pending()))
+        .unwrap();
+    let s = read_side(&results.join("source.parquet"));
+    let runs: Vec<usize> = (0..s.sql.len())
+        .filter(|&i| s.sql[i] == "SELECT $1::int8 * 3")
+        .collect();
+    assert_eq!(runs.len(), 6);
+    for i in runs {
+        assert_eq!(s.status[i], "ok");
+        assert_eq!((s.oh[i], s.rows[i]), (s.captured_oh[i], 1));
+    }
+}
+
+#[test]
+fn bad_captures_and_unreachable_targets_are_errors_naming_them() {
+    let a = cluster(&ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |capture: &Path, target: &str| -> String {
+        let argv = [
+            "pgtape",
+            "replay",
+            &capture.display().to_string(),
+            "--source",
+            &a.url("postgres"),
+            "--target",
+            target,
+            "--results",
+            &dir.path().join("r").display().to_string(),
+        ];
+        let cli = <pgtape::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let pgtape::cli::Command::Replay(args) = cli.command else {
+            panic!()
+        };
+        format!("{:#}", pgtape::replay::main(args).unwrap_err())
+    };
+    let missing = dir.path().join("nope");
+    assert!(
+        run(&missing, &a.url("postgres")).contains("no such directory"),
+        "{}",
+        run(&missing, &a.url("postgres"))
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(run(&empty, &a.url("postgres")).contains("holds no capture files"));
+    let junk = dir.path().join("junk");
+    std::fs::create_dir(&junk).unwrap();
+    std::fs::write(junk.join("segment.parquet"), b"not parquet at all").unwrap();
+    let e = run(&junk, &a.url("postgres"));
+    assert!(e.contains("segment.parquet"), "{e}");
+    let capture = record(&a, dir.path(), |port| {
+        run_ok(&mut psql(port, &["-c", "SELECT 1"]));
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let e = run(
+        &capture,
+        &format!("postgres://postgres:secret@{closed}/postgres"),
+    );
+    assert!(
+        e.contains(&format!("postgres://postgres:***@{closed}/postgres")) && !e.contains("secret"),
+        "{e}"
+    );
+}
