@@ -43,7 +43,7 @@ fn client_authenticates_with_trust_md5_scram_and_tls() {
                 (out.command_tag.as_str(), out.rows(), out.error.as_ref()),
                 ("SELECT 1", 1, None)
             );
-            assert_eq!(out.columns, vec![("ssl".to_string(), 16)]);
+            assert_eq!(&out.columns[..], &[("ssl".to_string(), 16)]);
             c.terminate().await;
         });
         if auth != Auth::Trust {

@@ -10,7 +10,8 @@
 //! when the server lost them (DISCARD ALL, SQLSTATE 26000) or their plan
 //! changed result type.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::io;
 use std::time::Duration;
 
@@ -50,8 +51,9 @@ pub enum ConnectError {
 pub struct Outcome {
     pub command_tag: String,
     pub hash: RowHash,
-    /// Column names and type OIDs from RowDescription.
-    pub columns: Vec<(String, u32)>,
+    /// Column names and type OIDs from RowDescription (shared by every
+    /// execution of a prepared statement).
+    pub columns: Arc<[(String, u32)]>,
     /// SQLSTATE and message of the first error.
     pub error: Option<(String, String)>,
 }
@@ -95,6 +97,9 @@ pub struct Client {
     buf: BytesMut,
     out: BytesMut,
     prepared: HashSet<u64>,
+    /// Result columns of prepared statements by (statement, result formats):
+    /// described once per connection, as drivers do.
+    described: HashMap<u64, Arc<[(String, u32)]>>,
 }
 
 impl Client {
@@ -125,6 +130,7 @@ impl Client {
             buf: BytesMut::with_capacity(16 * 1024),
             out: BytesMut::new(),
             prepared: HashSet::new(),
+            described: HashMap::new(),
         };
         let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
         for (k, v) in params {
@@ -291,7 +297,9 @@ impl Client {
         };
         self.out.clear();
         let must_parse = !x.named || reprepare || !self.prepared.contains(&key);
+        let shape = x.result_formats.iter().fold(key, |h, f| h.rotate_left(7) ^ (*f as u16 as u64 + 1));
         if must_parse {
+            self.described.remove(&shape);
             if x.named {
                 // Closing a statement that does not exist is not an error.
                 frontend::close(b'S', &name, &mut self.out)?;
@@ -315,7 +323,10 @@ impl Client {
             &mut self.out,
         )
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "parameter too large to bind"))?;
-        frontend::describe(b'P', "", &mut self.out)?;
+        let known = if x.named { self.described.get(&shape).cloned() } else { None };
+        if known.is_none() {
+            frontend::describe(b'P', "", &mut self.out)?;
+        }
         frontend::execute("", x.max_rows.max(0), &mut self.out)?;
         let paged = x.max_rows > 0;
         if paged {
@@ -346,6 +357,13 @@ impl Client {
         if out.error.is_some() && must_parse && x.named {
             self.prepared.remove(&key);
         }
+        match known {
+            Some(cols) => out.columns = cols,
+            None if x.named && out.error.is_none() => {
+                self.described.insert(shape, out.columns.clone());
+            }
+            None => {}
+        }
         Ok(out)
     }
 
@@ -362,7 +380,7 @@ impl Client {
                         f.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     match tag {
                         b'D' => out.hash.add(body),
-                        b'T' => out.columns = row_description(body),
+                        b'T' => out.columns = row_description(body).into(),
                         b'C' => {
                             out.command_tag =
                                 String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body))

@@ -122,7 +122,7 @@ pub struct ResultRow {
     pub ordered_hash: i64,
     pub unordered_hash: i64,
     pub result_bytes: i64,
-    pub columns: Vec<(String, u32)>,
+    pub columns: Arc<[(String, u32)]>,
     pub error: Option<(String, String)>,
 }
 
@@ -294,7 +294,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         oh.append_value(r.ordered_hash);
         uh.append_value(r.unordered_hash);
         bytes.append_value(r.result_bytes);
-        for (name, oid) in &r.columns {
+        for (name, oid) in r.columns.iter() {
             cnames.values().append_value(name);
             ctypes.values().append_value(*oid);
         }

@@ -1,0 +1,183 @@
+//! Replayer benchmark, in one run against one throw-away server:
+//! - pgbench -S -c 8 -j 2 for N transactions (simple and prepared), direct;
+//! - the same run recorded through `pgtape proxy --capture`, then
+//!   `pgtape replay --max-rate` of that capture (single side);
+//! - pgreplay (Debian package) replaying the server's csvlog of the same run
+//!   at its fastest (`-s 1000 -j`);
+//! - replay lag p50/p99/max at --speed 1 and --speed 10.
+//!
+//! Run: `cargo bench --bench replay` (BENCH_TX transactions per client, 10000).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgtape::cluster::{Cluster, ClusterOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgtape");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs pgbench; returns its tps (0 for -i).
+fn pgbench(port: u16, args: &[&str]) -> f64 {
+    let out = Command::new("pgbench")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-n"])
+        .args(args)
+        .arg("postgres")
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    text.lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split(['=', ' ']).filter_map(|w| w.parse().ok()).next())
+        .unwrap_or(0.0)
+}
+
+struct Proxy(Child);
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn record(db: &Cluster, capture: &Path, run: impl FnOnce(u16)) {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["proxy", "--listen", &format!("127.0.0.1:{port}"), "--upstream", &db.addr(), "--upstream-tls", "disable"])
+        .arg("--capture")
+        .arg(capture)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let proxy = Proxy(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run(port);
+    drop(proxy);
+}
+
+/// Runs `pgtape replay` and returns its JSON summary's source side.
+fn replay(db: &Cluster, capture: &Path, results: &Path, pace: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["replay"])
+        .arg(capture)
+        .args(["--source", &format!("{}?sslmode=disable", db.url("postgres")), "--format", "json"])
+        .arg("--results")
+        .arg(results)
+        .args(pace)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["sides"][0].clone()
+}
+
+fn pgreplay(db: &Cluster, log: &Path) -> Option<(f64, u64)> {
+    if !pgtape::cluster::have_command("pgreplay") && !Path::new("/usr/bin/pgreplay").exists() {
+        return None;
+    }
+    let started = Instant::now();
+    let out = Command::new("pgreplay")
+        .args(["-c", "-j", "-s", "1000", "-h", "127.0.0.1", "-p", &db.port().to_string()])
+        .arg(log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .ok()?;
+    let secs = started.elapsed().as_secs_f64();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        eprintln!("pgreplay {}:\n{text}", log.display());
+    }
+    let after = |label: &str| -> Option<f64> {
+        let l = text.lines().find(|l| l.trim_start().starts_with(label))?;
+        l[l.find(label)? + label.len()..].split_whitespace().next()?.parse().ok()
+    };
+    let statements = after("SQL statements executed:").unwrap_or(0.0) as u64;
+    // pgreplay's own replay time, without its log parsing.
+    let secs = after("Total run time:").unwrap_or(secs);
+    Some((secs, statements))
+}
+
+fn newest_csv(db: &Cluster) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(db.data_dir().join("log"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("a csvlog file")
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let tx: u32 = std::env::var("BENCH_TX").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let db = Cluster::start(&ClusterOptions {
+        settings: vec![
+            "logging_collector = on".into(),
+            "log_destination = 'csvlog'".into(),
+            "log_filename = 'postgresql-%H%M%S.log'".into(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    pgbench(db.port(), &["-i", "-q", "-s", "10"]);
+    let dir = tempfile::tempdir().unwrap();
+    let tx_s = tx.to_string();
+    println!("pgbench -S -c 8 -j 2 -t {tx} (scale 10), {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("{:<9} {:>12} {:>14} {:>8} {:>16} {:>8}", "mode", "pgbench tps", "pgtape replay", "ratio", "pgreplay stmt/s", "ratio");
+    for mode in ["simple", "prepared"] {
+        let direct = pgbench(db.port(), &["-S", "-M", mode, "-c", "8", "-j", "2", "-t", &tx_s]);
+        let capture = dir.path().join(format!("capture-{mode}"));
+        db.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'").unwrap();
+        db.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+        db.psql("postgres", "SELECT pg_rotate_logfile()").unwrap();
+        std::thread::sleep(Duration::from_millis(1100)); // a new log file name (per second)
+        record(&db, &capture, |port| {
+            pgbench(port, &["-S", "-M", mode, "-c", "8", "-j", "2", "-t", &tx_s]);
+        });
+        db.psql("postgres", "ALTER SYSTEM RESET log_statement").unwrap();
+        db.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+        let log = newest_csv(&db);
+        let side = replay(&db, &capture, &dir.path().join(format!("results-{mode}")), &["--max-rate"]);
+        let rate = side["rate_per_s"].as_f64().unwrap();
+        let (pgr, pgr_ratio) = match pgreplay(&db, &log) {
+            Some((secs, n)) if n > 0 => {
+                let r = n as f64 / secs;
+                (format!("{r:.0}"), format!("{:.2}x", r / direct))
+            }
+            _ => ("-".into(), "-".into()),
+        };
+        println!("{mode:<9} {direct:>12.0} {rate:>14.0} {:>7.2}x {pgr:>16} {pgr_ratio:>8}", rate / direct);
+    }
+    // Lag: a paced replay of a short, rate-limited capture.
+    let paced = dir.path().join("capture-paced");
+    record(&db, &paced, |port| {
+        pgbench(port, &["-S", "-M", "prepared", "-c", "4", "-j", "2", "-R", "2000", "-T", "5"]);
+    });
+    println!("\nlag of `pgtape replay --speed S` (pgbench -S -R 2000 -T 5 capture, 4 clients)");
+    println!("{:<8} {:>10} {:>10} {:>10} {:>10}", "speed", "rate/s", "lag p50 ms", "lag p99 ms", "lag max ms");
+    for speed in ["1", "10"] {
+        let side = replay(&db, &paced, &dir.path().join(format!("results-speed-{speed}")), &["--speed", speed]);
+        let ms = |k: &str| side["lag_us"][k].as_f64().unwrap() / 1000.0;
+        println!(
+            "{speed:<8} {:>10.0} {:>10.3} {:>10.3} {:>10.3}",
+            side["rate_per_s"].as_f64().unwrap(),
+            ms("p50"),
+            ms("p99"),
+            ms("max")
+        );
+    }
+}
