@@ -17,20 +17,36 @@ use pgtape::cluster::{Cluster, ClusterOptions};
 const BIN: &str = env!("CARGO_BIN_EXE_pgtape");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs pgbench; returns its tps (0 for -i).
 fn pgbench(port: u16, args: &[&str]) -> f64 {
     let out = Command::new("pgbench")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-n"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-n",
+        ])
         .args(args)
         .arg("postgres")
         .env("PGSSLMODE", "disable")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text.lines()
         .find(|l| l.starts_with("tps"))
         .and_then(|l| l.split(['=', ' ']).filter_map(|w| w.parse().ok()).next())
@@ -48,7 +64,15 @@ impl Drop for Proxy {
 fn record(db: &Cluster, capture: &Path, run: impl FnOnce(u16)) {
     let port = free_port();
     let child = Command::new(BIN)
-        .args(["proxy", "--listen", &format!("127.0.0.1:{port}"), "--upstream", &db.addr(), "--upstream-tls", "disable"])
+        .args([
+            "proxy",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &db.addr(),
+            "--upstream-tls",
+            "disable",
+        ])
         .arg("--capture")
         .arg(capture)
         .env("RUST_LOG", "warn")
@@ -69,14 +93,23 @@ fn replay(db: &Cluster, capture: &Path, results: &Path, pace: &[&str]) -> serde_
     let out = Command::new(BIN)
         .args(["replay"])
         .arg(capture)
-        .args(["--source", &format!("{}?sslmode=disable", db.url("postgres")), "--format", "json"])
+        .args([
+            "--source",
+            &format!("{}?sslmode=disable", db.url("postgres")),
+            "--format",
+            "json",
+        ])
         .arg("--results")
         .arg(results)
         .args(pace)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["sides"][0].clone()
 }
@@ -87,20 +120,37 @@ fn pgreplay(db: &Cluster, log: &Path) -> Option<(f64, u64)> {
     }
     let started = Instant::now();
     let out = Command::new("pgreplay")
-        .args(["-c", "-j", "-s", "1000", "-h", "127.0.0.1", "-p", &db.port().to_string()])
+        .args([
+            "-c",
+            "-j",
+            "-s",
+            "1000",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &db.port().to_string(),
+        ])
         .arg(log)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .ok()?;
     let secs = started.elapsed().as_secs_f64();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         eprintln!("pgreplay {}:\n{text}", log.display());
     }
     let after = |label: &str| -> Option<f64> {
         let l = text.lines().find(|l| l.trim_start().starts_with(label))?;
-        l[l.find(label)? + label.len()..].split_whitespace().next()?.parse().ok()
+        l[l.find(label)? + label.len()..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     };
     let statements = after("SQL statements executed:").unwrap_or(0.0) as u64;
     // pgreplay's own replay time, without its log parsing.
@@ -123,7 +173,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let tx: u32 = std::env::var("BENCH_TX").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let tx: u32 = std::env::var("BENCH_TX")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let db = Cluster::start(&ClusterOptions {
         settings: vec![
             "logging_collector = on".into(),
@@ -136,22 +189,40 @@ fn main() {
     pgbench(db.port(), &["-i", "-q", "-s", "10"]);
     let dir = tempfile::tempdir().unwrap();
     let tx_s = tx.to_string();
-    println!("pgbench -S -c 8 -j 2 -t {tx} (scale 10), {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    println!("{:<9} {:>12} {:>14} {:>8} {:>16} {:>8}", "mode", "pgbench tps", "pgtape replay", "ratio", "pgreplay stmt/s", "ratio");
+    println!(
+        "pgbench -S -c 8 -j 2 -t {tx} (scale 10), {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "{:<9} {:>12} {:>14} {:>8} {:>16} {:>8}",
+        "mode", "pgbench tps", "pgtape replay", "ratio", "pgreplay stmt/s", "ratio"
+    );
     for mode in ["simple", "prepared"] {
-        let direct = pgbench(db.port(), &["-S", "-M", mode, "-c", "8", "-j", "2", "-t", &tx_s]);
+        let direct = pgbench(
+            db.port(),
+            &["-S", "-M", mode, "-c", "8", "-j", "2", "-t", &tx_s],
+        );
         let capture = dir.path().join(format!("capture-{mode}"));
-        db.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'").unwrap();
+        db.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'")
+            .unwrap();
         db.psql("postgres", "SELECT pg_reload_conf()").unwrap();
         db.psql("postgres", "SELECT pg_rotate_logfile()").unwrap();
         std::thread::sleep(Duration::from_millis(1100)); // a new log file name (per second)
         record(&db, &capture, |port| {
             pgbench(port, &["-S", "-M", mode, "-c", "8", "-j", "2", "-t", &tx_s]);
         });
-        db.psql("postgres", "ALTER SYSTEM RESET log_statement").unwrap();
+        db.psql("postgres", "ALTER SYSTEM RESET log_statement")
+            .unwrap();
         db.psql("postgres", "SELECT pg_reload_conf()").unwrap();
         let log = newest_csv(&db);
-        let side = replay(&db, &capture, &dir.path().join(format!("results-{mode}")), &["--max-rate"]);
+        let side = replay(
+            &db,
+            &capture,
+            &dir.path().join(format!("results-{mode}")),
+            &["--max-rate"],
+        );
         let rate = side["rate_per_s"].as_f64().unwrap();
         let (pgr, pgr_ratio) = match pgreplay(&db, &log) {
             Some((secs, n)) if n > 0 => {
@@ -160,17 +231,33 @@ fn main() {
             }
             _ => ("-".into(), "-".into()),
         };
-        println!("{mode:<9} {direct:>12.0} {rate:>14.0} {:>7.2}x {pgr:>16} {pgr_ratio:>8}", rate / direct);
+        println!(
+            "{mode:<9} {direct:>12.0} {rate:>14.0} {:>7.2}x {pgr:>16} {pgr_ratio:>8}",
+            rate / direct
+        );
     }
     // Lag: a paced replay of a short, rate-limited capture.
     let paced = dir.path().join("capture-paced");
     record(&db, &paced, |port| {
-        pgbench(port, &["-S", "-M", "prepared", "-c", "4", "-j", "2", "-R", "2000", "-T", "5"]);
+        pgbench(
+            port,
+            &[
+                "-S", "-M", "prepared", "-c", "4", "-j", "2", "-R", "2000", "-T", "5",
+            ],
+        );
     });
     println!("\nlag of `pgtape replay --speed S` (pgbench -S -R 2000 -T 5 capture, 4 clients)");
-    println!("{:<8} {:>10} {:>10} {:>10} {:>10}", "speed", "rate/s", "lag p50 ms", "lag p99 ms", "lag max ms");
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>10}",
+        "speed", "rate/s", "lag p50 ms", "lag p99 ms", "lag max ms"
+    );
     for speed in ["1", "10"] {
-        let side = replay(&db, &paced, &dir.path().join(format!("results-speed-{speed}")), &["--speed", speed]);
+        let side = replay(
+            &db,
+            &paced,
+            &dir.path().join(format!("results-speed-{speed}")),
+            &["--speed", speed],
+        );
         let ms = |k: &str| side["lag_us"][k].as_f64().unwrap() / 1000.0;
         println!(
             "{speed:<8} {:>10.0} {:>10.3} {:>10.3} {:>10.3}",

@@ -11,8 +11,8 @@
 //! changed result type.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
@@ -297,7 +297,10 @@ impl Client {
         };
         self.out.clear();
         let must_parse = !x.named || reprepare || !self.prepared.contains(&key);
-        let shape = x.result_formats.iter().fold(key, |h, f| h.rotate_left(7) ^ (*f as u16 as u64 + 1));
+        let shape = x
+            .result_formats
+            .iter()
+            .fold(key, |h, f| h.rotate_left(7) ^ (*f as u16 as u64 + 1));
         if must_parse {
             self.described.remove(&shape);
             if x.named {
@@ -323,7 +326,11 @@ impl Client {
             &mut self.out,
         )
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "parameter too large to bind"))?;
-        let known = if x.named { self.described.get(&shape).cloned() } else { None };
+        let known = if x.named {
+            self.described.get(&shape).cloned()
+        } else {
+            None
+        };
         if known.is_none() {
             frontend::describe(b'P', "", &mut self.out)?;
         }

@@ -266,13 +266,15 @@ pub async fn replay(
     let mut writers = Vec::new();
     let mut sides = Vec::new();
     for (name, opts) in &sides_opts {
-        let (tx, mut rx) = mpsc::channel(16 * 1024);
+        let (tx, mut rx) = mpsc::channel::<Vec<_>>(256);
         let mut w = ResultWriter::create(&cfg.results, name, &meta)?;
         let mut stats = SideStats::new(name, opts.display());
         writers.push(std::thread::spawn(move || -> anyhow::Result<SideStats> {
-            while let Some(row) = rx.blocking_recv() {
-                stats.add(&row);
-                w.push(row)?;
+            while let Some(rows) = rx.blocking_recv() {
+                for row in rows {
+                    stats.add(&row);
+                    w.push(row)?;
+                }
             }
             w.finish()?;
             Ok(stats)

@@ -20,7 +20,8 @@ use super::timer::{Timer, scheduled_offset};
 pub struct SideCtx {
     pub name: &'static str,
     pub opts: ConnOpts,
-    pub results: mpsc::Sender<ResultRow>,
+    /// Result rows go to the side's writer in batches (one wake-up per batch).
+    pub results: mpsc::Sender<Vec<ResultRow>>,
     /// Connections this side may hold at once (`--max-connections`).
     pub connections: Arc<Semaphore>,
     pub done: AtomicU64,
@@ -68,6 +69,8 @@ pub struct SessionSpec {
 
 struct Conn {
     client: Option<Client>,
+    /// Rows not yet handed to the writer.
+    pending: Vec<ResultRow>,
     dead: Option<String>,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -78,6 +81,7 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Arc<Item>>) {
         .iter()
         .map(|_| Conn {
             client: None,
+            pending: Vec::new(),
             dead: None,
             _permit: None,
         })
@@ -109,8 +113,7 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Arc<Item>>) {
                 let skip = spec.blocked.or_else(|| copy_in_reason(captured));
                 if let Some(reason) = skip {
                     for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                        let _ = conn;
-                        not_replayed(side, &spec, captured, due, reason.to_string()).await;
+                        not_replayed(side, conn, &spec, captured, due, reason.to_string()).await;
                     }
                     continue;
                 }
@@ -120,10 +123,22 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Arc<Item>>) {
             Item::Disconnect { .. } => break,
         }
     }
-    for conn in conns {
+    for (side, mut conn) in spec.sides.iter().zip(conns) {
+        flush(side, &mut conn.pending).await;
         if let Some(c) = conn.client {
             c.terminate().await;
         }
+    }
+}
+
+const RESULT_BATCH: usize = 256;
+
+async fn flush(side: &SideCtx, pending: &mut Vec<ResultRow>) {
+    if !pending.is_empty() {
+        let _ = side
+            .results
+            .send(std::mem::replace(pending, Vec::with_capacity(RESULT_BATCH)))
+            .await;
     }
 }
 
@@ -165,6 +180,7 @@ fn copy_in_reason(c: &Captured) -> Option<&'static str> {
 
 async fn not_replayed(
     side: &SideCtx,
+    conn: &mut Conn,
     spec: &SessionSpec,
     captured: &Arc<Captured>,
     due: Option<Instant>,
@@ -183,12 +199,15 @@ async fn not_replayed(
         Some(reason),
         None,
     );
-    send(side, row).await;
+    send(side, &mut conn.pending, row).await;
 }
 
-async fn send(side: &SideCtx, row: ResultRow) {
+async fn send(side: &SideCtx, pending: &mut Vec<ResultRow>, row: ResultRow) {
     side.done.fetch_add(1, Ordering::Relaxed);
-    let _ = side.results.send(row).await;
+    pending.push(row);
+    if pending.len() >= RESULT_BATCH {
+        flush(side, pending).await;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -274,7 +293,7 @@ async fn run_statement(
         }
     });
     let results: Vec<_> = join_all(runs.collect()).await;
-    for ((side, _), (started, r)) in spec.sides.iter().zip(conns.iter()).zip(results) {
+    for ((side, conn), (started, r)) in spec.sides.iter().zip(conns.iter_mut()).zip(results) {
         let row = match r {
             Ok((o, took)) => {
                 let status = if o.error.is_some() {
@@ -306,7 +325,7 @@ async fn run_statement(
                 None,
             ),
         };
-        send(side, row).await;
+        send(side, &mut conn.pending, row).await;
     }
 }
 
