@@ -363,3 +363,140 @@ fn admin_console_refuses_users_not_in_admin_users() {
     // Ordinary sessions are unaffected by the console's access list.
     run_ok(&mut psql(proxy.port(), &["-c", "SELECT 1"]));
 }
+
+fn repo(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// Every `expr` string in a Grafana dashboard.
+fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_metric_a_dashboard_queries_is_exported_and_every_export_is_shown() {
+    use pgtape::metrics::names;
+    let mut queried = std::collections::BTreeSet::new();
+    for d in ["proxy", "workload", "replay"] {
+        let path = repo(&format!("docker/grafana/dashboards/{d}.json"));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut found = Vec::new();
+        exprs(&json, &mut found);
+        assert!(!found.is_empty(), "{} has no queries", path.display());
+        for e in &found {
+            let series: Vec<&str> = e
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("pgtape_"))
+                .collect();
+            assert!(
+                !series.is_empty(),
+                "{d}: query without a pgtape metric: {e}"
+            );
+            for s in series {
+                assert!(
+                    names::is_exported(s),
+                    "{d} dashboard queries {s}, which pgtape does not export (src/metrics/names.rs)"
+                );
+                queried.insert(s.to_string());
+            }
+        }
+    }
+    for (name, kind, _) in names::ALL {
+        assert!(
+            names::series(name, *kind)
+                .iter()
+                .any(|s| queried.contains(s)),
+            "{name} is exported but no dashboard shows it"
+        );
+    }
+}
+
+/// Parses the stack's YAML with Python's yaml module (PyYAML) and checks
+/// that what it references exists.
+#[test]
+fn compose_prometheus_and_grafana_files_parse_and_reference_what_exists() {
+    const CHECK: &str = r#"
+import json, os, sys
+try:
+    import yaml
+except ImportError:
+    sys.exit("PyYAML is missing: pip install pyyaml")
+root = sys.argv[1]
+load = lambda p: yaml.safe_load(open(os.path.join(root, p)))
+errors = []
+compose = load("docker-compose.yml")
+services = compose["services"]
+for need in ["source", "target", "redis", "proxy", "workload", "replay", "prometheus", "grafana"]:
+    if need not in services:
+        errors.append(f"service {need} missing")
+for name, s in services.items():
+    b = s.get("build")
+    if b:
+        df = os.path.join(root, b.get("context", "."), b.get("dockerfile", "Dockerfile"))
+        if not os.path.isfile(df):
+            errors.append(f"{name}: {df} missing")
+    for v in s.get("volumes", []):
+        src = v.split(":")[0]
+        if src.startswith("."):
+            if not os.path.exists(os.path.join(root, src)):
+                errors.append(f"{name}: volume source {src} missing")
+        elif src not in (compose.get("volumes") or {}):
+            errors.append(f"{name}: named volume {src} not declared")
+    for d in s.get("depends_on", {}):
+        if d not in services:
+            errors.append(f"{name} depends on unknown service {d}")
+env = services["workload"]["environment"]
+for var in ["EVENTS_PER_SECOND", "QUERIES_PER_SECOND", "ORGANIZATIONS", "USERS_PER_ORG", "CACHE_HIT_TARGET", "READ_WRITE_RATIO"]:
+    if var not in env:
+        errors.append(f"workload: {var} not passed")
+prom = load("docker/prometheus.yml")
+scraped = set()
+for job in prom["scrape_configs"]:
+    for sc in job["static_configs"]:
+        for t in sc["targets"]:
+            host, port = t.split(":")
+            scraped.add(host)
+            cmd = " ".join(services.get(host, {}).get("command", []))
+            if host not in services:
+                errors.append(f"prometheus scrapes unknown service {host}")
+            elif f"--metrics=0.0.0.0:{port}" not in cmd:
+                errors.append(f"prometheus scrapes {t} but {host} serves metrics elsewhere: {cmd}")
+for name, s in services.items():
+    if "--metrics=" in " ".join(s.get("command", [])) and name not in scraped:
+        errors.append(f"{name} serves metrics that prometheus does not scrape")
+ds = load("docker/grafana/provisioning/datasources/prometheus.yml")["datasources"][0]
+prov = load("docker/grafana/provisioning/dashboards/pgtape.yml")["providers"][0]
+mounted = [v for v in services["grafana"]["volumes"] if v.split(":")[1] == prov["options"]["path"]]
+if not mounted:
+    errors.append("grafana: the dashboards provider path is not mounted")
+for d in ["proxy", "workload", "replay"]:
+    j = json.load(open(os.path.join(root, f"docker/grafana/dashboards/{d}.json")))
+    for p in j["panels"]:
+        if p["datasource"]["uid"] != ds["uid"]:
+            errors.append(f"{d}: panel {p['title']} uses datasource {p['datasource']['uid']}")
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", CHECK, env!("CARGO_MANIFEST_DIR")])
+        .output()
+        .expect("python3 is needed to parse the YAML of the Docker stack");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -174,3 +174,55 @@ pub fn sqlstate_class(code: &[u8]) -> &str {
         .filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric()))
         .unwrap_or("??")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_unique_prefixed_and_carry_units() {
+        let mut seen = std::collections::HashSet::new();
+        for (name, kind, help) in names::ALL {
+            assert!(seen.insert(*name), "{name} listed twice");
+            assert!(name.starts_with("pgtape_") && !help.is_empty(), "{name}");
+            match kind {
+                names::Kind::Counter => assert!(name.ends_with("_total"), "{name}"),
+                names::Kind::Histogram => assert!(name.ends_with("_seconds"), "{name}"),
+                names::Kind::Gauge => assert!(!name.ends_with("_total"), "{name}"),
+            }
+        }
+        assert!(names::is_exported(
+            "pgtape_proxy_statement_duration_seconds_bucket"
+        ));
+        assert!(!names::is_exported(
+            "pgtape_proxy_statement_duration_seconds_total"
+        ));
+    }
+
+    #[test]
+    fn sqlstate_classes_are_two_characters_or_unknown() {
+        assert_eq!(sqlstate_class(b"42P01"), "42");
+        assert_eq!(sqlstate_class(b"4"), "??");
+        assert_eq!(sqlstate_class(b"\xff\xfe1"), "??");
+    }
+
+    #[test]
+    fn two_exporters_count_apart_and_render_histograms() {
+        let (a, b) = (Exporter::new("proxy"), Exporter::new("proxy"));
+        let (ma, _mb) = (proxy::ProxyMetrics::new(&a), proxy::ProxyMetrics::new(&b));
+        ma.bytes_from_client.increment(7);
+        let text = a.render();
+        assert!(
+            text.contains("pgtape_proxy_bytes_total{direction=\"client_to_upstream\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("pgtape_ready 1"), "{text}");
+        assert!(!b.render().contains("} 7\n"));
+        a.health.check("always", || Err("down for the test".into()));
+        assert_eq!(
+            a.health.status(),
+            Err(vec!["always: down for the test".to_string()])
+        );
+        assert!(a.render().contains("pgtape_ready 0"));
+    }
+}

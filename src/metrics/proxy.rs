@@ -43,7 +43,9 @@ impl std::fmt::Debug for ProxyMetrics {
 impl ProxyMetrics {
     /// Handles that record nothing (no `--metrics`).
     pub fn noop() -> ProxyMetrics {
-        Self::build(None)
+        // Not the global recorder: a process-wide exporter (workload, replay)
+        // must not count the traffic of a proxy that exports nothing.
+        metrics::with_local_recorder(&metrics::NoopRecorder, || Self::build(None))
     }
 
     /// Handles registered with `exporter`.
