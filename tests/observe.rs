@@ -500,3 +500,77 @@ sys.exit(1 if errors else 0)
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn workload_metrics_show_operations_cache_pool_and_business_figures() {
+    use pgtape::workload::{self, Profile, SetupConfig, WorkloadConfig};
+    let db = cluster(&ClusterOptions::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let exporter = Exporter::new("workload");
+    // The only global install in this test binary: workload code records
+    // through the facade's macros.
+    assert!(exporter.install_global());
+    let addr = rt.block_on(async {
+        workload::setup(&SetupConfig::new(
+            db.url("postgres"),
+            Profile::Analytics,
+            5,
+            20,
+        ))
+        .await
+        .unwrap();
+        exporter
+            .serve("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap()
+            .0
+    });
+    let mut cfg = WorkloadConfig::new(db.url("postgres"), Profile::Analytics);
+    (cfg.duration, cfg.warmup, cfg.connections) = (Duration::from_secs(3), Duration::ZERO, 4);
+    cfg.events_per_second = 200.0;
+    cfg.queries_per_second = 100.0;
+    cfg.redis_url = None;
+    let exp = exporter.clone();
+    let summary = rt
+        .block_on(workload::run_observed(
+            &cfg,
+            std::future::pending(),
+            move |rec| pgtape::metrics::workload::observe(&exp, rec),
+        ))
+        .unwrap();
+    let (_, text) = get(addr, "/metrics");
+    let ops = sample(&text, "pgtape_workload_operations_total", &[]);
+    let summed: u64 = summary.operations.iter().map(|o| o.total).sum();
+    assert!(
+        ops >= summed as f64 && ops > 0.0,
+        "{ops} vs {summed}\n{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "pgtape_workload_operations_total",
+            &["kind=\"dashboard\""]
+        ) > 0.0
+    );
+    assert!(
+        sample(
+            &text,
+            "pgtape_workload_events_total",
+            &["event_type=\"page_view\""]
+        ) > 0.0
+    );
+    assert!(sample(&text, "pgtape_workload_cache_lookups_total", &[]) > 0.0);
+    assert!(sample(&text, "pgtape_workload_active_organizations", &[]) >= 1.0);
+    assert_eq!(
+        sample(&text, "pgtape_workload_pool_max_connections", &[]),
+        4.0
+    );
+    assert!(
+        sample(
+            &text,
+            "pgtape_workload_operation_duration_seconds_count",
+            &[]
+        ) == ops,
+        "{text}"
+    );
+}
