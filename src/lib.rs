@@ -7,6 +7,7 @@
 //! - [`workload`]: the synthetic analytics app and order workflow: real traffic to record.
 //! - [`capture`]: the recorder (Arrow IPC segments → Parquet) and the capture reader.
 //! - [`report`]: summaries of a capture; table, JSON and HTML exporters.
+//! - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place.
 //! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
 //! - [`redis_server`]: throw-away redis-server processes (tests, demo).
 //! - [`cli`]: the command line, validated into each command's configuration.
@@ -16,6 +17,7 @@ pub mod capture;
 pub mod cli;
 pub mod cluster;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod redis_server;
 pub mod replay;

@@ -9,11 +9,13 @@
 //! - [`segment`]: the open Arrow IPC segment, flushed per batch.
 //! - [`convert`]: closed or leftover segment → Parquet (`.tmp`, then rename).
 //! - [`recorder`]: the recorder thread: batching, rotation, drops.
+//! - [`live`]: the recorder's live counts and per-fingerprint totals (admin, metrics).
 //! - [`reader`]: a capture directory as per-file checks and a projected stream.
 //! - [`synth`]: a deterministic synthetic workload (fixture, benchmarks).
 
 pub mod convert;
 pub mod fingerprint;
+pub mod live;
 pub mod reader;
 pub mod recorder;
 pub mod rows;

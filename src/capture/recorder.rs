@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::CaptureError;
 use super::convert::{convert_segment, leftover_segments};
+use super::live::RecorderLive;
 use super::rows::RowsBuilder;
 use super::schema::{CaptureInfo, meta};
 use super::segment::Segment;
@@ -83,6 +84,7 @@ pub struct Recorder {
     sender: TapSender,
     info: CaptureInfo,
     stop: Arc<AtomicBool>,
+    live: Arc<RecorderLive>,
     thread: JoinHandle<Result<RecorderStats, CaptureError>>,
 }
 
@@ -116,12 +118,15 @@ impl Recorder {
         };
         let (sender, rx, counters) = tap_channel(cfg.queue.max(1));
         let stop = Arc::new(AtomicBool::new(false));
+        let live = RecorderLive::new();
+        live.files.store(files.len() as u64, Ordering::Relaxed);
         let mut worker = Worker {
             rows: RowsBuilder::new(&info),
             info: info.clone(),
             cfg,
             counters,
             stop: stop.clone(),
+            live: live.clone(),
             segment: None,
             segments_opened: 0,
             batch_started: None,
@@ -137,12 +142,17 @@ impl Recorder {
         };
         let thread = std::thread::Builder::new()
             .name("pgtape-recorder".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || {
+                let r = worker.run(rx);
+                worker.live.alive.store(false, Ordering::Release);
+                r
+            })
             .map_err(|e| CaptureError::Thread(e.to_string()))?;
         Ok(Recorder {
             sender,
             info,
             stop,
+            live,
             thread,
         })
     }
@@ -158,6 +168,11 @@ impl Recorder {
 
     pub fn counters(&self) -> &Arc<TapCounters> {
         self.sender.counters()
+    }
+
+    /// Live counts, the open segment and per-fingerprint totals.
+    pub fn live(&self) -> &Arc<RecorderLive> {
+        &self.live
     }
 
     /// Writes what was received, closes and converts the open segment.
@@ -176,7 +191,10 @@ struct Converter {
     thread: JoinHandle<()>,
 }
 
-fn start_converter(files: Arc<Mutex<Vec<PathBuf>>>) -> Result<Converter, CaptureError> {
+fn start_converter(
+    files: Arc<Mutex<Vec<PathBuf>>>,
+    live: Arc<RecorderLive>,
+) -> Result<Converter, CaptureError> {
     let (tx, rx) = channel::<(PathBuf, Vec<(String, String)>)>();
     let thread = std::thread::Builder::new()
         .name("pgtape-convert".into())
@@ -185,6 +203,9 @@ fn start_converter(files: Arc<Mutex<Vec<PathBuf>>>) -> Result<Converter, Capture
                 match convert_segment(&seg, &extra) {
                     Ok(Some(c)) => {
                         tracing::debug!(file = %c.parquet.display(), rows = c.rows, "segment converted");
+                        live.files.fetch_add(1, Ordering::Relaxed);
+                        *live.last_file.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(c.parquet.clone());
                         files.lock().expect("converter list").push(c.parquet);
                     }
                     Ok(None) => {}
@@ -202,6 +223,7 @@ struct Worker {
     info: CaptureInfo,
     counters: Arc<TapCounters>,
     stop: Arc<AtomicBool>,
+    live: Arc<RecorderLive>,
     rows: RowsBuilder,
     segment: Option<Segment>,
     segments_opened: u64,
@@ -217,7 +239,7 @@ struct Worker {
 impl Worker {
     fn run(&mut self, rx: Receiver<TapEvent>) -> Result<RecorderStats, CaptureError> {
         let files = Arc::new(Mutex::new(Vec::new()));
-        self.converter = Some((start_converter(files.clone())?, files));
+        self.converter = Some((start_converter(files.clone(), self.live.clone())?, files));
         let tick = self.cfg.batch_interval.min(Duration::from_millis(100));
         loop {
             let wait = match self.batch_started {
@@ -273,6 +295,14 @@ impl Worker {
 
     fn push(&mut self, ev: &TapEvent) {
         self.stats.events += 1;
+        self.live.events.fetch_add(1, Ordering::Relaxed);
+        if let TapEvent::Statement(st) = ev {
+            self.live
+                .top
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .observe(st);
+        }
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
         }
@@ -294,15 +324,25 @@ impl Worker {
             Err(e) => {
                 tracing::error!("cannot build a capture batch: {e}");
                 self.write_dropped += n;
+                self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
                 return;
             }
         };
         if self.segment.is_none() {
             self.segments_opened += 1;
             match Segment::create(&self.cfg.dir, &self.info, now_us(), self.segments_opened) {
-                Ok(s) => self.segment = Some(s),
+                Ok(s) => {
+                    self.live.segments.fetch_add(1, Ordering::Relaxed);
+                    *self
+                        .live
+                        .open_segment
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(s.path().to_path_buf());
+                    self.segment = Some(s);
+                }
                 Err(e) => {
                     self.write_dropped += n;
+                    self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
                     self.warn_write(&e);
                     return;
                 }
@@ -310,10 +350,14 @@ impl Worker {
         }
         let seg = self.segment.as_mut().expect("opened above");
         match seg.write(&batch) {
-            Ok(()) => self.stats.rows += n,
+            Ok(()) => {
+                self.stats.rows += n;
+                self.live.rows.fetch_add(n, Ordering::Relaxed);
+            }
             Err(e) => {
                 // Disk full or the like: this batch is lost; start afresh next time.
                 self.write_dropped += n;
+                self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
                 self.warn_write(&e);
                 self.rotate();
             }
@@ -331,6 +375,11 @@ impl Worker {
         let Some(seg) = self.segment.take() else {
             return;
         };
+        *self
+            .live
+            .open_segment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         // Drops since the previous segment closed belong to this one, so the
         // files' DROPPED values add up to the capture's total.
         let total = self.total_dropped();

@@ -8,7 +8,7 @@
 //! cancel keys are never part of an event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use bytes::Bytes;
@@ -114,6 +114,11 @@ impl TapEvent {
 pub struct TapCounters {
     pub sent: AtomicU64,
     pub dropped: AtomicU64,
+    /// While set (`PAUSE CAPTURE`), statements are not sent; connects and
+    /// disconnects still are, so every session in the capture is whole.
+    pub paused: AtomicBool,
+    /// Statements not sent because capture was paused.
+    pub paused_skipped: AtomicU64,
 }
 
 /// The sending end every session holds. `send` never blocks: when the
@@ -126,6 +131,10 @@ pub struct TapSender {
 
 impl TapSender {
     pub fn send(&self, event: TapEvent) {
+        if matches!(event, TapEvent::Statement(_)) && self.counters.paused.load(Ordering::Relaxed) {
+            self.counters.paused_skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match self.tx.try_send(event) {
             Ok(()) => {
                 self.counters.sent.fetch_add(1, Ordering::Relaxed);

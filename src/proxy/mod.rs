@@ -5,7 +5,10 @@
 //! - [`pump`]: the forwarding loop of one direction.
 //! - [`tap`]: pairs requests with replies and emits statement events.
 //! - [`event`]: the events and the bounded channel to the recorder.
+//! - [`admin`]: the admin console (database `pgtape`), served with pgwire.
 
+pub mod admin;
+mod admin_show;
 pub mod event;
 pub mod pump;
 pub mod server;
@@ -13,6 +16,7 @@ pub mod session;
 
 pub mod tap;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +71,13 @@ pub struct ProxyArgs {
     /// Largest message accepted from a client, in bytes (PostgreSQL's own limit by default).
     #[arg(long, default_value_t = MAX_MESSAGE_LEN)]
     pub max_message_size: usize,
+    /// Serve Prometheus metrics at /metrics and readiness at /health on this address.
+    #[arg(long, env = "PGTAPE_METRICS")]
+    pub metrics: Option<SocketAddr>,
+    /// Users allowed on the admin console (database `pgtape`), comma-separated;
+    /// without it only loopback connections are.
+    #[arg(long, value_delimiter = ',', env = "PGTAPE_ADMIN_USERS")]
+    pub admin_users: Vec<String>,
     #[command(flatten)]
     pub capture: crate::capture::CaptureArgs,
 }
@@ -83,6 +94,10 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Where statement events go; `None` taps nothing out.
     pub tap: Option<TapSender>,
+    /// Pre-registered metric handles (no-ops without `--metrics`).
+    pub metrics: Arc<crate::metrics::proxy::ProxyMetrics>,
+    /// The admin console's state: access list, capture, session list.
+    pub console: Arc<admin::Console>,
 }
 
 impl ProxyConfig {
@@ -96,6 +111,8 @@ impl ProxyConfig {
             max_message: MAX_MESSAGE_LEN,
             connect_timeout: Duration::from_secs(5),
             tap: None,
+            metrics: Arc::new(crate::metrics::proxy::ProxyMetrics::noop()),
+            console: Arc::new(admin::Console::default()),
         }
     }
 
@@ -141,6 +158,22 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
+    let capture = recorder
+        .as_ref()
+        .zip(args.capture.capture.as_ref())
+        .map(|(r, dir)| admin::CaptureView::of(r, dir));
+    cfg.console = Arc::new(admin::Console::new(
+        args.admin_users.clone(),
+        capture.clone(),
+    ));
+    let exporter = args.metrics.map(|_| crate::metrics::Exporter::new("proxy"));
+    if let Some(exp) = &exporter {
+        let m = Arc::new(crate::metrics::proxy::ProxyMetrics::new(exp));
+        cfg.metrics = m.clone();
+        if let Some(c) = capture {
+            crate::metrics::proxy::watch_capture(exp, m, c);
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -148,6 +181,11 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+        if let (Some(exp), Some(addr)) = (&exporter, args.metrics) {
+            exp.health
+                .probe_postgres("upstream", cfg.upstream.clone(), Duration::from_secs(2));
+            exp.serve(addr).await?;
+        }
         tracing::info!(listen = %listener.local_addr()?, upstream = %cfg.upstream, "proxy ready");
         serve(
             listener,

@@ -37,6 +37,8 @@ pub struct PumpCtx<'a> {
     pub max_message: usize,
     /// Rewrite AuthenticationSASL to drop `-PLUS` mechanisms (TLS terminated).
     pub strip_sasl_plus: bool,
+    /// Bytes read in this direction: one atomic add per read chunk.
+    pub bytes: &'a metrics::Counter,
 }
 
 /// Current time in UTC microseconds; read once per chunk, not per message.
@@ -77,6 +79,7 @@ pub async fn pump(
             let _ = wr.shutdown().await;
             return End::Eof;
         }
+        ctx.bytes.increment(n as u64);
         let now = now_us();
         let (end, rewrite) = {
             let mut tap = ctx.tap.lock().unwrap_or_else(|e| e.into_inner());

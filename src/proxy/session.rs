@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use super::admin::{self, SessionEntry};
 use super::event::ConnectEvent;
 use super::pump::{End, PumpCtx, now_us, pump};
 use super::tap::Tap;
@@ -81,7 +82,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, cfg: Arc<ProxyConfig>) {
     let _ = tcp.set_nodelay(true);
     let mut client = Stream::Tcp(tcp);
     let session_id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = run(&mut client, peer, session_id, &cfg).await {
+    let m = &cfg.metrics;
+    m.client_connections_total.increment(1);
+    m.client_connections.increment(1.0);
+    let result = run(&mut client, peer, session_id, &cfg).await;
+    m.client_connections.decrement(1.0);
+    if let Err(e) = result {
         match &e {
             SessionError::ClosedDuringStartup => debug!(session_id, %peer, "{e}"),
             _ => warn!(session_id, %peer, "{e}"),
@@ -159,11 +165,48 @@ async fn run(
         protocol_version: format!("{}.{}", code >> 16, code & 0xffff),
         startup_params: params,
     };
-    let mut upstream = connect_upstream(cfg).await?;
+    if connect.database == admin::DATABASE {
+        if let Some(why) = cfg.console.refuse(&connect.user, &peer) {
+            cfg.metrics.admin_refused.increment(1);
+            warn!(session_id, %peer, user = %connect.user, "admin console refused");
+            client
+                .write_all(&error_response("FATAL", "28000", &why))
+                .await?;
+            let _ = client.shutdown().await;
+            return Ok(());
+        }
+        cfg.metrics.admin_accepted.increment(1);
+        info!(session_id, %peer, user = %connect.user, "admin console session");
+        let mut read = startup;
+        read.unsplit(buf);
+        let stream = std::mem::replace(client, Stream::Taken);
+        admin::serve(stream, peer, read, cfg.console.clone()).await;
+        return Ok(());
+    }
+    let mut upstream = match connect_upstream(cfg).await {
+        Ok(u) => u,
+        Err(e) => {
+            cfg.metrics.upstream_connect_errors.increment(1);
+            return Err(e);
+        }
+    };
+    cfg.metrics.upstream_connections.increment(1.0);
+    let _upstream_open = Decrement(&cfg.metrics.upstream_connections);
     upstream.write_all(&startup).await?;
     info!(session_id, %peer, user = %connect.user, database = %connect.database, "session started");
     let strip_sasl_plus = client.is_tls() || upstream.is_tls();
-    let tap = Mutex::new(Tap::new(session_id, cfg.tap.clone(), connect));
+    let registered = cfg.console.register(SessionEntry {
+        session_id,
+        user: connect.user.clone(),
+        database: connect.database.clone(),
+        application_name: connect.application_name.clone(),
+        client_addr: connect.client_addr.clone(),
+        started_at_us: connect.at_us,
+        statements: AtomicU64::new(0),
+    });
+    let tap = Tap::new(session_id, cfg.tap.clone(), connect)
+        .observed(cfg.metrics.clone(), registered.entry.clone());
+    let tap = Mutex::new(tap);
 
     let client_stream = std::mem::replace(client, Stream::Taken);
     let (mut cr, mut cw) = client_stream.split();
@@ -178,12 +221,14 @@ async fn run(
         tap: &tap,
         max_message: cfg.max_message,
         strip_sasl_plus: false,
+        bytes: &cfg.metrics.bytes_from_client,
     };
     let down_ctx = PumpCtx {
         dir: Direction::Backend,
         tap: &tap,
         max_message: cfg.max_message,
         strip_sasl_plus,
+        bytes: &cfg.metrics.bytes_from_upstream,
     };
 
     let up = async {
@@ -221,6 +266,15 @@ async fn run(
     }
     info!(session_id, statements = tap.statements_seen, reason = %reason, "session ended");
     Ok(())
+}
+
+/// Decrements a gauge when dropped (an open connection closing).
+struct Decrement<'a>(&'a metrics::Gauge);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// Opens the upstream connection, negotiating TLS as `--upstream-tls` says.

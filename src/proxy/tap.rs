@@ -11,9 +11,12 @@
 //! session.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use super::admin::SessionEntry;
 use super::event::{ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent, TapSender};
 use crate::wire::messages as msg;
 use crate::wire::rowhash::RowHash;
@@ -65,6 +68,8 @@ pub struct Tap {
     ready: bool,
     /// Statements seen (sent or not), for the session listing and metrics.
     pub statements_seen: u64,
+    metrics: Option<Arc<crate::metrics::proxy::ProxyMetrics>>,
+    entry: Option<Arc<SessionEntry>>,
 }
 
 impl Tap {
@@ -82,7 +87,21 @@ impl Tap {
             connect: Some(connect),
             ready: false,
             statements_seen: 0,
+            metrics: None,
+            entry: None,
         }
+    }
+
+    /// Counts completed statements into the proxy's metrics and the
+    /// session's admin-console entry.
+    pub fn observed(
+        mut self,
+        metrics: Arc<crate::metrics::proxy::ProxyMetrics>,
+        entry: Arc<SessionEntry>,
+    ) -> Self {
+        self.metrics = Some(metrics);
+        self.entry = Some(entry);
+        self
     }
 
     /// True once the server sent its first ReadyForQuery (authentication over).
@@ -369,6 +388,12 @@ impl Tap {
 
     fn finish(&mut self, st: Box<StatementEvent>) {
         self.statements_seen += 1;
+        if let Some(m) = &self.metrics {
+            m.statement(&st);
+        }
+        if let Some(e) = &self.entry {
+            e.statements.fetch_add(1, Ordering::Relaxed);
+        }
         if self.sender.is_some() {
             self.done.push(st);
         }

@@ -342,6 +342,13 @@ fn check_url(url: &Option<String>) -> Result<String, WorkloadError> {
 }
 
 /// `scheme://user:***@host/...`: URLs in messages never show the password.
+/// `host:port` of a `postgres://` URL (port 5432 if absent), for probes.
+pub fn host_port(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str().filter(|h| !h.is_empty())?;
+    Some(format!("{host}:{}", u.port().unwrap_or(5432)))
+}
+
 pub fn mask_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();

@@ -116,10 +116,12 @@ impl Cache {
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         match &self.backend {
             Backend::Redis(con) => {
+                let t = Instant::now();
                 let r: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
                     .arg(key)
                     .query_async(&mut con.clone())
                     .await;
+                crate::metrics::workload::redis("get", t.elapsed());
                 r.map_err(|e| self.runtime_error(e)).ok().flatten()
             }
             Backend::Memory(m) => {
@@ -146,7 +148,9 @@ impl Cache {
                     p.cmd("SADD").arg(t).arg(key).ignore();
                     p.cmd("EXPIRE").arg(t).arg(TAG_TTL_SECS).ignore();
                 }
+                let t = Instant::now();
                 let r: redis::RedisResult<()> = p.query_async(&mut con.clone()).await;
+                crate::metrics::workload::redis("set", t.elapsed());
                 if let Err(e) = r {
                     self.runtime_error(e);
                 }
@@ -179,7 +183,10 @@ impl Cache {
                 for t in tags {
                     p.cmd("SMEMBERS").arg(t);
                 }
-                let members: Vec<Vec<String>> = match p.query_async(&mut con).await {
+                let t = Instant::now();
+                let members = p.query_async::<Vec<Vec<String>>>(&mut con).await;
+                crate::metrics::workload::redis("invalidate", t.elapsed());
+                let members: Vec<Vec<String>> = match members {
                     Ok(m) => m,
                     Err(e) => {
                         self.runtime_error(e);

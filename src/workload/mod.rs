@@ -114,6 +114,7 @@ pub async fn run_observed(
     let cache_backend = cache.backend_name();
     let plan = Plan::new(cfg.warmup, cfg.duration, cfg.pattern, cfg.total_operations);
     let rec = Arc::new(Recorder::new(plan.measure_from));
+    crate::metrics::workload::track_pool(&pool, cfg.connections);
     observe(rec.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let gate = Gate::new((cfg.connections * 8).max(256), stop_rx.clone());
@@ -167,6 +168,12 @@ pub async fn run_observed(
                 ingest_rate,
                 || events.next_request(),
                 |batch, due| {
+                    if let Some(first) = batch.first() {
+                        crate::metrics::workload::ingested(
+                            first.org,
+                            batch.iter().map(|e| e.event_type),
+                        );
+                    }
                     let (ctx, con) = (ctx.clone(), stream_con.clone());
                     async move {
                         match con {
@@ -363,14 +370,31 @@ pub fn main(args: WorkloadArgs) -> anyhow::Result<i32> {
         }
         None => {
             let cfg = WorkloadConfig::from_args(&args.run)?;
-            if let Some(addr) = cfg.metrics {
-                tracing::warn!(%addr, "--metrics: the Prometheus exporter is not part of this build yet");
-            }
             let summary = rt.block_on(async {
+                let exporter = match cfg.metrics {
+                    Some(addr) => {
+                        let exp = crate::metrics::Exporter::new("workload");
+                        exp.install_global();
+                        if let Some(db) = args::host_port(&cfg.url) {
+                            exp.health
+                                .probe_postgres("database", db, Duration::from_secs(2));
+                        }
+                        exp.serve(addr)
+                            .await
+                            .map_err(|e| WorkloadError::BadInput(e.to_string()))?;
+                        Some(exp)
+                    }
+                    None => None,
+                };
                 if args.run.setup {
                     setup(&SetupConfig::from_args(&args.run.data)?).await?;
                 }
-                run(&cfg, crate::cli::shutdown_signal()).await
+                let observe = |rec: Arc<Recorder>| {
+                    if let Some(exp) = &exporter {
+                        crate::metrics::workload::observe(exp, rec);
+                    }
+                };
+                run_observed(&cfg, crate::cli::shutdown_signal(), observe).await
             })?;
             print!("{}", render(&summary, args.run.format));
             Ok(crate::cli::exit::OK)

@@ -169,10 +169,12 @@ impl Recorder {
         };
         live.fetch_add(1, Ordering::Relaxed);
         self.live.events.fetch_add(o.events, Ordering::Relaxed);
+        let elapsed = o.scheduled.elapsed();
+        crate::metrics::workload::outcome(&o, elapsed);
         if !self.measuring(o.scheduled) {
             return;
         }
-        let latency = o.scheduled.elapsed().as_micros() as u64;
+        let latency = elapsed.as_micros() as u64;
         let mut k = self.kinds[o.kind as usize]
             .lock()
             .unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,114 @@
+//! What the recorder is doing right now, shared with the admin console and
+//! the metrics exporter: atomics for the counts, and small locks that only
+//! the recorder thread (writer) and an admin command or a scrape (readers)
+//! ever take — never a proxy session.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::fingerprint::shape;
+use crate::proxy::event::StatementEvent;
+
+/// Distinct SQL texts (and fingerprints) remembered for `SHOW STATS`; past
+/// this the table starts afresh rather than grow without bound.
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Default)]
+pub struct RecorderLive {
+    /// Events received from the tap channel.
+    pub events: AtomicU64,
+    /// Rows written to segments.
+    pub rows: AtomicU64,
+    /// Rows lost to write errors (the tap's own drops are in `TapCounters`).
+    pub write_dropped: AtomicU64,
+    pub segments: AtomicU64,
+    /// Parquet files produced (leftovers converted at start included).
+    pub files: AtomicU64,
+    /// False once the recorder thread has ended.
+    pub alive: AtomicBool,
+    pub open_segment: Mutex<Option<PathBuf>>,
+    pub last_file: Mutex<Option<PathBuf>>,
+    pub top: Mutex<TopStats>,
+}
+
+impl RecorderLive {
+    pub fn new() -> Arc<Self> {
+        Arc::new(RecorderLive {
+            alive: AtomicBool::new(true),
+            ..Default::default()
+        })
+    }
+}
+
+/// Totals of one query fingerprint.
+#[derive(Debug, Clone)]
+pub struct FingerprintStat {
+    pub fingerprint: u64,
+    pub normalized: Arc<str>,
+    pub calls: u64,
+    pub total_us: u64,
+    pub max_us: u64,
+    pub errors: u64,
+    pub rows: u64,
+}
+
+/// Per-fingerprint totals of the statements recorded since start.
+#[derive(Debug, Default)]
+pub struct TopStats {
+    /// xxh3 of the SQL text → fingerprint, so each text is normalised once.
+    shapes: HashMap<u64, (u64, Arc<str>)>,
+    by_fingerprint: HashMap<u64, FingerprintStat>,
+}
+
+impl TopStats {
+    pub fn observe(&mut self, st: &StatementEvent) {
+        let key = xxh3_64(&st.sql);
+        if self.shapes.len() >= MAX_ENTRIES {
+            self.shapes.clear();
+        }
+        let (fingerprint, normalized) = self
+            .shapes
+            .entry(key)
+            .or_insert_with(|| {
+                let s = shape(&String::from_utf8_lossy(&st.sql));
+                (s.fingerprint, s.normalized.into())
+            })
+            .clone();
+        if self.by_fingerprint.len() >= MAX_ENTRIES
+            && !self.by_fingerprint.contains_key(&fingerprint)
+        {
+            self.by_fingerprint.clear();
+        }
+        let e = self
+            .by_fingerprint
+            .entry(fingerprint)
+            .or_insert_with(|| FingerprintStat {
+                fingerprint,
+                normalized,
+                calls: 0,
+                total_us: 0,
+                max_us: 0,
+                errors: 0,
+                rows: 0,
+            });
+        let d = st.duration_us.max(0) as u64;
+        e.calls += 1;
+        e.total_us += d;
+        e.max_us = e.max_us.max(d);
+        e.rows += st.rows;
+        e.errors += st.error.is_some() as u64;
+    }
+
+    /// The `n` fingerprints with the largest total time.
+    pub fn top(&self, n: usize) -> Vec<FingerprintStat> {
+        let mut v: Vec<_> = self.by_fingerprint.values().cloned().collect();
+        v.sort_by(|a, b| b.total_us.cmp(&a.total_us).then(b.calls.cmp(&a.calls)));
+        v.truncate(n);
+        v
+    }
+}

@@ -1,0 +1,63 @@
+//! What the replayer records. `pgtape replay --metrics ADDR` calls
+//! [`install`] once, then these helpers from its workers; each is a handful
+//! of atomic operations through the global `metrics` facade.
+//!
+//! `side` is `"source"` or `"target"`; `class` of a divergence is one of the
+//! classes of the diff (`error_one_side`, `sqlstate`, `command_tag`,
+//! `columns`, `order_only`, `rows`, `noise`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use super::{Exporter, MetricsError, names};
+
+/// Creates the exporter, makes it the global recorder and serves it on
+/// `addr` (on the current tokio runtime). Add readiness checks with
+/// `exporter.health.check(..)` or `exporter.health.probe_postgres(..)`.
+pub async fn install(addr: SocketAddr) -> Result<(Exporter, SocketAddr), MetricsError> {
+    let exporter = Exporter::new("replay");
+    exporter.install_global();
+    let (local, _task) = exporter.serve(addr).await?;
+    Ok((exporter, local))
+}
+
+/// The number of statements the replay will issue per side (once, at start).
+pub fn planned(statements: u64) {
+    gauge!(names::REPLAY_STATEMENTS_PLANNED).set(statements as f64);
+}
+
+/// Share of the capture replayed so far, 0..=1.
+pub fn progress(done: u64, planned: u64) {
+    let ratio = if planned == 0 {
+        1.0
+    } else {
+        done as f64 / planned as f64
+    };
+    gauge!(names::REPLAY_PROGRESS_RATIO).set(ratio.min(1.0));
+}
+
+/// One statement replayed on `side`: its latency, how late it started
+/// against its schedule, and its SQLSTATE if it failed.
+pub fn statement(side: &'static str, duration: Duration, lag: Duration, sqlstate: Option<&[u8]>) {
+    let outcome = if sqlstate.is_some() { "error" } else { "ok" };
+    counter!(names::REPLAY_STATEMENTS_TOTAL, "side" => side, "outcome" => outcome).increment(1);
+    histogram!(names::REPLAY_STATEMENT_DURATION_SECONDS, "side" => side)
+        .record(duration.as_secs_f64());
+    histogram!(names::REPLAY_LAG_SECONDS, "side" => side).record(lag.as_secs_f64());
+    if let Some(code) = sqlstate {
+        let class = super::sqlstate_class(code).to_string();
+        counter!(names::REPLAY_ERRORS_TOTAL, "side" => side, "class" => class).increment(1);
+    }
+}
+
+/// One divergence between source and target, by class.
+pub fn divergence(class: &'static str) {
+    counter!(names::REPLAY_DIVERGENCES_TOTAL, "class" => class).increment(1);
+}
+
+/// A replay session opened (`+1`) or closed (`-1`) on `side`.
+pub fn session(side: &'static str, delta: f64) {
+    gauge!(names::REPLAY_SESSIONS_ACTIVE, "side" => side).increment(delta);
+}
