@@ -405,6 +405,14 @@ impl Tap {
         if !self.ready {
             return;
         }
+        // Statements the session ended in (a FATAL error, a lost
+        // connection) are recorded with what they got so far.
+        while let Some(e) = self.queue.pop_front() {
+            if let Expect::Execute(mut st) | Expect::Query(mut st) = e {
+                st.duration_us = now - st.start_us;
+                self.done.push(st);
+            }
+        }
         for st in self.done.drain(..) {
             tx.send(TapEvent::Statement(st));
         }

@@ -83,6 +83,9 @@ pub struct ReplayArgs {
     /// Map captured users to replay users: `app=replay_app,batch=replay_batch`.
     #[arg(long, value_delimiter = ',')]
     pub user_map: Vec<String>,
+    /// Serve Prometheus metrics at /metrics and readiness at /health on this address.
+    #[arg(long, env = "PGTAPE_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A validated replay.
@@ -100,6 +103,7 @@ pub struct ReplayConfig {
     pub max_connections: usize,
     pub pace: Pace,
     pub user_map: Vec<(String, String)>,
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl ReplayConfig {
@@ -147,6 +151,7 @@ impl ReplayConfig {
             max_connections: a.max_connections,
             pace: a.pace,
             user_map,
+            metrics: a.metrics,
         })
     }
 }
@@ -246,6 +251,20 @@ pub async fn replay(
         .chain(cfg.target.clone().map(|t| ("target", t)))
         .collect();
     ensure_fds(peak * sides_opts.len() as u64)?;
+    let _exporter = match cfg.metrics {
+        Some(addr) => {
+            let (exporter, local) = crate::metrics::replay::install(addr).await?;
+            for (name, opts) in &sides_opts {
+                exporter
+                    .health
+                    .probe_postgres(name, opts.addr(), Duration::from_secs(2));
+            }
+            tracing::info!(metrics = %local, "serving /metrics and /health");
+            crate::metrics::replay::planned(outline.statements);
+            Some(exporter)
+        }
+        None => None,
+    };
     // Fail fast, with the URL, before any session starts.
     for (_, opts) in &sides_opts {
         let c = Client::connect(opts, &opts.user, &[]).await?;
@@ -402,13 +421,15 @@ pub async fn replay(
 fn progress(sides: Vec<Arc<SideCtx>>, total: u64) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() || total == 0 {
-            return;
-        }
+        let terminal = std::io::stderr().is_terminal();
         let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let done: u64 = sides.iter().map(|s| s.done.load(Ordering::Relaxed)).sum();
+            crate::metrics::replay::progress(done, total);
+            if !terminal || total == 0 {
+                continue;
+            }
             let secs = started.elapsed().as_secs_f64();
             let rate = done as f64 / secs.max(0.001);
             let eta = if rate > 0.0 {

@@ -126,6 +126,7 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Arc<Item>>) {
     for (side, mut conn) in spec.sides.iter().zip(conns) {
         flush(side, &mut conn.pending).await;
         if let Some(c) = conn.client {
+            crate::metrics::replay::session(side.name, -1.0);
             c.terminate().await;
         }
     }
@@ -164,6 +165,7 @@ async fn connect(
     let params = startup.map(|s| s.1.as_slice()).unwrap_or(&[]);
     match Client::connect(&side.opts, user, params).await {
         Ok(c) => {
+            crate::metrics::replay::session(side.name, 1.0);
             conn.client = Some(c);
             conn._permit = Some(permit);
         }
@@ -296,6 +298,12 @@ async fn run_statement(
     for ((side, conn), (started, r)) in spec.sides.iter().zip(conns.iter_mut()).zip(results) {
         let row = match r {
             Ok((o, took)) => {
+                crate::metrics::replay::statement(
+                    side.name,
+                    took,
+                    started.saturating_duration_since(due),
+                    o.error.as_ref().map(|e| e.0.as_bytes()),
+                );
                 let status = if o.error.is_some() {
                     Status::Error
                 } else {
