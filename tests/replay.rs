@@ -470,3 +470,126 @@ fn bad_captures_and_unreachable_targets_are_errors_naming_them() {
         "{e}"
     );
 }
+
+#[test]
+fn read_only_filter_scale_clones_and_lockstep() {
+    let mut a = cluster(&ClusterOptions::default());
+    a.psql("postgres", "CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g").unwrap();
+    let b = a.duplicate().unwrap();
+    let c = a.duplicate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = record(&a, dir.path(), |port| {
+        // A reading session and a writing one.
+        run_ok(&mut psql(
+            port,
+            &[
+                "-c",
+                "SELECT count(*) FROM t",
+                "-c",
+                "SELECT v FROM t WHERE id = 7",
+            ],
+        ));
+        run_ok(&mut psql(
+            port,
+            &[
+                "-c",
+                "INSERT INTO t VALUES (100, 'new')",
+                "-c",
+                "SELECT count(*) FROM t",
+            ],
+        ));
+    });
+    // --read-only keeps the reads of both sessions, drops the INSERT.
+    let results = dir.path().join("ro");
+    let cfg = config(&capture, &results, &b, None, &["--max-rate", "--read-only"]);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(replay(&cfg, std::future::pending()))
+        .unwrap();
+    let s = read_side(&results.join("source.parquet"));
+    assert_eq!(s.sql.len(), 3, "{:?}", s.sql);
+    assert!(!s.sql.iter().any(|q| q.starts_with("INSERT")));
+    // --scale 3 in lockstep: the read-only session three times on each side, the writer once.
+    let results = dir.path().join("scaled");
+    let cfg = config(
+        &capture,
+        &results,
+        &b,
+        Some(&c),
+        &["--max-rate", "--scale", "3", "--pace", "lockstep"],
+    );
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(replay(&cfg, std::future::pending()))
+        .unwrap();
+    for side in ["source", "target"] {
+        let s = read_side(&results.join(format!("{side}.parquet")));
+        let reads = (0..s.sql.len())
+            .filter(|&i| s.sql[i] == "SELECT v FROM t WHERE id = 7")
+            .map(|i| s.clone[i])
+            .collect::<Vec<_>>();
+        let mut sorted = reads.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2], "{side}");
+        assert_eq!(
+            s.sql.iter().filter(|q| q.starts_with("INSERT")).count(),
+            1,
+            "{side}"
+        );
+        assert!(
+            s.status.iter().all(|st| st == "ok"),
+            "{side}: {:?}",
+            s.status
+        );
+    }
+}
+
+#[test]
+fn a_lost_connection_marks_the_rest_of_its_session_not_replayed() {
+    let mut a = cluster(&ClusterOptions::default());
+    let b = a.duplicate().unwrap();
+    let mut c = a.duplicate().unwrap();
+    // Only on the target does this statement end its own backend.
+    c.psql("postgres", "ALTER SYSTEM SET cluster_name = 'victim'")
+        .unwrap();
+    c.stop().unwrap();
+    c.restart().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = record(&a, dir.path(), |port| {
+        run_ok(&mut psql(
+            port,
+            &[
+                "-c",
+                "SELECT 1",
+                "-c",
+                "SELECT CASE WHEN current_setting('cluster_name') = 'victim' THEN pg_terminate_backend(pg_backend_pid()) END",
+                "-c",
+                "SELECT 2",
+                "-c",
+                "SELECT 3",
+            ],
+        ));
+    });
+    let results = dir.path().join("results");
+    let cfg = config(&capture, &results, &b, Some(&c), &["--max-rate"]);
+    let summary = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(replay(&cfg, std::future::pending()))
+        .unwrap();
+    let source = read_side(&results.join("source.parquet"));
+    assert_eq!(source.status, vec!["ok"; 4]);
+    let target = read_side(&results.join("target.parquet"));
+    assert_eq!(
+        target.status,
+        vec!["ok", "not_replayed", "not_replayed", "not_replayed"],
+        "{:?}",
+        target.sql
+    );
+    let t = summary.sides.iter().find(|s| s.side == "target").unwrap();
+    assert_eq!(
+        t.not_replayed_reasons.get("connection lost"),
+        Some(&3),
+        "{:?}",
+        t.not_replayed_reasons
+    );
+}
