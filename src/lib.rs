@@ -6,7 +6,10 @@
 //! - [`proxy`]: listener, session pump and the statement tap.
 //! - [`workload`]: the synthetic analytics app and order workflow: real traffic to record.
 //! - [`capture`]: the recorder (Arrow IPC segments → Parquet) and the capture reader.
-//! - [`report`]: summaries of a capture; table, JSON and HTML exporters.
+//! - [`diff`]: a replay's source and target results joined, classed, noise
+//!   cancelled, latency compared; the verdict and its exit code.
+//! - [`report`]: summaries of a capture and verdicts of a replay; table, JSON,
+//!   Markdown and HTML exporters.
 //! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
 //! - [`redis_server`]: throw-away redis-server processes (tests, demo).
 //! - [`cli`]: the command line, validated into each command's configuration.
@@ -15,6 +18,7 @@
 pub mod capture;
 pub mod cli;
 pub mod cluster;
+pub mod diff;
 pub mod logging;
 pub mod proxy;
 pub mod redis_server;

@@ -1,0 +1,418 @@
+//! Reading a results directory: `source.parquet` and `target.parquet`, each
+//! checked for `pgtape.results.version`, read with only the columns the diff
+//! needs into compact [`SideRow`]s (hashes and counts, no SQL text, no
+//! parameters, no column lists), so the join holds one small record per
+//! statement of the smaller side. [`details`] reads the full rows back for
+//! the handful of examples a report shows.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int16Type, Int32Type, Int64Type, UInt32Type};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::DiffError;
+use super::model::{Column, SideSummary};
+use crate::replay::results::{RESULTS_SCHEMA_VERSION, VERSION_KEY, col};
+
+/// The join key: (session_id, seq, clone).
+pub type Key = (i64, i64, i32);
+
+/// One statement's result on one side (or as captured), reduced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// `ok`, `error` or `not_replayed`.
+    pub status: Status,
+    pub sqlstate: Option<String>,
+    pub command_tag: Option<String>,
+    pub rows: i64,
+    pub ordered_hash: i64,
+    pub unordered_hash: i64,
+    /// xxh3 of the column names and types; `None` when unknown (captured).
+    pub columns: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Status {
+    #[default]
+    Ok,
+    Error,
+    NotReplayed,
+}
+
+/// One row of a results file as the join keeps it.
+#[derive(Debug, Clone)]
+pub struct SideRow {
+    pub key: Key,
+    pub fingerprint: i64,
+    pub read_only: bool,
+    pub duration_us: i64,
+    pub started_us: i64,
+    pub outcome: Outcome,
+    pub captured: Outcome,
+}
+
+/// The two files of a results directory.
+#[derive(Debug, Clone)]
+pub struct ResultsDir {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub source_rows: u64,
+    pub target_rows: u64,
+}
+
+/// True when `path` is a results directory (or file) written by `pgtape replay`.
+pub fn is_results_dir(path: &Path) -> bool {
+    ["source.parquet", "target.parquet"]
+        .iter()
+        .any(|f| file_version(&path.join(f)).is_some())
+}
+
+fn file_version(path: &Path) -> Option<String> {
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(path).ok()?).ok()?;
+    b.metadata()
+        .file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|kv| kv.key == VERSION_KEY)
+        .and_then(|kv| kv.value.clone())
+}
+
+impl ResultsDir {
+    pub fn open(dir: &Path) -> Result<ResultsDir, DiffError> {
+        let check = |name: &str| -> Result<(PathBuf, u64), DiffError> {
+            let path = dir.join(name);
+            let file = File::open(&path).map_err(|e| DiffError::Missing {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            let b = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| DiffError::parquet(&path, e))?;
+            let version = b
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|kv| kv.key == VERSION_KEY))
+                .and_then(|kv| kv.value.clone());
+            match version.as_deref().map(str::parse::<u32>) {
+                Some(Ok(v)) if v <= RESULTS_SCHEMA_VERSION => {}
+                Some(_) => {
+                    return Err(DiffError::Version {
+                        path,
+                        found: version.unwrap_or_default(),
+                    });
+                }
+                None => return Err(DiffError::NotResults { path }),
+            }
+            let rows = b.metadata().file_metadata().num_rows().max(0) as u64;
+            Ok((path, rows))
+        };
+        let (source, source_rows) = check("source.parquet")?;
+        let (target, target_rows) = check("target.parquet")?;
+        Ok(ResultsDir {
+            source,
+            target,
+            source_rows,
+            target_rows,
+        })
+    }
+}
+
+const JOIN_COLUMNS: &[&str] = &[
+    col::SESSION_ID,
+    col::SEQ,
+    col::CLONE,
+    col::FINGERPRINT,
+    col::READ_ONLY,
+    col::CAPTURED_COMMAND_TAG,
+    col::CAPTURED_ROWS,
+    col::CAPTURED_ORDERED_HASH,
+    col::CAPTURED_UNORDERED_HASH,
+    col::CAPTURED_SQLSTATE,
+    col::STARTED_US,
+    col::DURATION_US,
+    col::STATUS,
+    col::COMMAND_TAG,
+    col::ROWS,
+    col::ORDERED_HASH,
+    col::UNORDERED_HASH,
+    col::COLUMN_NAMES,
+    col::COLUMN_TYPES,
+    col::SQLSTATE,
+];
+
+/// Reads `path` a batch at a time with only `columns`, calling `f` per batch.
+pub(super) fn scan(
+    path: &Path,
+    columns: &[&str],
+    mut f: impl FnMut(&RecordBatch) -> Result<(), DiffError>,
+) -> Result<(), DiffError> {
+    let file = File::open(path).map_err(|e| DiffError::Missing {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    let b =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| DiffError::parquet(path, e))?;
+    let idx: Vec<usize> = b
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, fl)| columns.contains(&fl.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    if idx.len() != columns.len() {
+        return Err(DiffError::Schema {
+            path: path.to_path_buf(),
+            why: "columns are missing".into(),
+        });
+    }
+    let mask = ProjectionMask::roots(b.parquet_schema(), idx);
+    let reader = b
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| DiffError::parquet(path, e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| DiffError::Schema {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        f(&batch)?;
+    }
+    Ok(())
+}
+
+fn status(s: &str) -> Status {
+    match s {
+        "error" => Status::Error,
+        "not_replayed" => Status::NotReplayed,
+        _ => Status::Ok,
+    }
+}
+
+fn opt_str(a: &arrow::array::StringArray, i: usize) -> Option<String> {
+    (!a.is_null(i)).then(|| a.value(i).to_string())
+}
+
+/// Streams one side's rows, reduced, to `f`.
+pub fn read_side(path: &Path, mut f: impl FnMut(SideRow)) -> Result<(), DiffError> {
+    scan(path, JOIN_COLUMNS, |b| {
+        let i64c = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Int64Type>();
+        let strc = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>();
+        let (session, seq, fp) = (
+            i64c(col::SESSION_ID),
+            i64c(col::SEQ),
+            i64c(col::FINGERPRINT),
+        );
+        let clone = b
+            .column_by_name(col::CLONE)
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        let read_only = b.column_by_name(col::READ_ONLY).unwrap().as_boolean();
+        let (ctag, cstate, tag, state, st) = (
+            strc(col::CAPTURED_COMMAND_TAG),
+            strc(col::CAPTURED_SQLSTATE),
+            strc(col::COMMAND_TAG),
+            strc(col::SQLSTATE),
+            strc(col::STATUS),
+        );
+        let (crows, coh, cuh) = (
+            i64c(col::CAPTURED_ROWS),
+            i64c(col::CAPTURED_ORDERED_HASH),
+            i64c(col::CAPTURED_UNORDERED_HASH),
+        );
+        let (started, dur, rows, oh, uh) = (
+            i64c(col::STARTED_US),
+            i64c(col::DURATION_US),
+            i64c(col::ROWS),
+            i64c(col::ORDERED_HASH),
+            i64c(col::UNORDERED_HASH),
+        );
+        let names = b
+            .column_by_name(col::COLUMN_NAMES)
+            .unwrap()
+            .as_list::<i32>();
+        let types = b
+            .column_by_name(col::COLUMN_TYPES)
+            .unwrap()
+            .as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let mut cols = Vec::new();
+            let n = names.value(i);
+            let t = types.value(i);
+            let (n, t) = (n.as_string::<i32>(), t.as_primitive::<UInt32Type>());
+            for j in 0..n.len() {
+                cols.extend_from_slice(n.value(j).as_bytes());
+                cols.push(0);
+                cols.extend_from_slice(&t.value(j).to_be_bytes());
+            }
+            let captured_sqlstate = opt_str(cstate, i);
+            f(SideRow {
+                key: (session.value(i), seq.value(i), clone.value(i)),
+                fingerprint: fp.value(i),
+                read_only: read_only.value(i),
+                duration_us: dur.value(i),
+                started_us: started.value(i),
+                outcome: Outcome {
+                    status: status(st.value(i)),
+                    sqlstate: opt_str(state, i),
+                    command_tag: opt_str(tag, i),
+                    rows: rows.value(i),
+                    ordered_hash: oh.value(i),
+                    unordered_hash: uh.value(i),
+                    columns: Some(xxh3_64(&cols)),
+                },
+                captured: Outcome {
+                    status: if captured_sqlstate.is_some() {
+                        Status::Error
+                    } else {
+                        Status::Ok
+                    },
+                    sqlstate: captured_sqlstate,
+                    command_tag: opt_str(ctag, i),
+                    rows: crows.value(i),
+                    ordered_hash: coh.value(i),
+                    unordered_hash: cuh.value(i),
+                    columns: None,
+                },
+            });
+        }
+        Ok(())
+    })
+}
+
+/// Everything a report shows about one statement on one side.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub sql: String,
+    pub protocol: String,
+    pub read_only: bool,
+    pub param_types: Vec<u32>,
+    pub param_formats: Vec<i16>,
+    pub param_values: Vec<Option<Vec<u8>>>,
+    pub captured: SideSummary,
+    pub side: SideSummary,
+}
+
+impl Detail {
+    /// Parameters as text: text-format values as text, binary as `\x` hex.
+    pub fn params_text(&self) -> Vec<Option<String>> {
+        self.param_values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let format = match self.param_formats.len() {
+                    0 => 0,
+                    1 => self.param_formats[0],
+                    _ => self.param_formats.get(i).copied().unwrap_or(0),
+                };
+                v.as_deref().map(|v| render_param(v, format))
+            })
+            .collect()
+    }
+}
+
+fn render_param(v: &[u8], format: i16) -> String {
+    match (format, std::str::from_utf8(v)) {
+        (0, Ok(s)) => s.to_string(),
+        _ => {
+            let mut s = String::with_capacity(2 + v.len() * 2);
+            s.push_str("\\x");
+            for b in v {
+                s.push_str(&format!("{b:02x}"));
+            }
+            s
+        }
+    }
+}
+
+/// Reads the full rows of `keys` from one side's file.
+pub fn details(path: &Path, keys: &HashSet<Key>) -> Result<HashMap<Key, Detail>, DiffError> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let names: Vec<String> = crate::replay::results::results_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    scan(path, &all, |b| {
+        let i64c = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Int64Type>();
+        let strc = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>();
+        let (session, seq) = (i64c(col::SESSION_ID), i64c(col::SEQ));
+        let clone = b
+            .column_by_name(col::CLONE)
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        for i in 0..b.num_rows() {
+            let key = (session.value(i), seq.value(i), clone.value(i));
+            if !keys.contains(&key) {
+                continue;
+            }
+            let list = |n: &str| b.column_by_name(n).unwrap().as_list::<i32>().value(i);
+            let ptypes = list(col::PARAM_TYPES);
+            let pformats = list(col::PARAM_FORMATS);
+            let pvalues = list(col::PARAM_VALUES);
+            let pvalues = pvalues.as_binary::<i32>();
+            let names = list(col::COLUMN_NAMES);
+            let types = list(col::COLUMN_TYPES);
+            let (names, types) = (names.as_string::<i32>(), types.as_primitive::<UInt32Type>());
+            let captured_sqlstate = opt_str(strc(col::CAPTURED_SQLSTATE), i);
+            let captured_dur = i64c(col::CAPTURED_DURATION_US).value(i);
+            out.insert(
+                key,
+                Detail {
+                    sql: strc(col::SQL).value(i).to_string(),
+                    protocol: strc(col::PROTOCOL).value(i).to_string(),
+                    read_only: b
+                        .column_by_name(col::READ_ONLY)
+                        .unwrap()
+                        .as_boolean()
+                        .value(i),
+                    param_types: ptypes.as_primitive::<UInt32Type>().values().to_vec(),
+                    param_formats: pformats.as_primitive::<Int16Type>().values().to_vec(),
+                    param_values: (0..pvalues.len())
+                        .map(|j| (!pvalues.is_null(j)).then(|| pvalues.value(j).to_vec()))
+                        .collect(),
+                    captured: SideSummary {
+                        status: if captured_sqlstate.is_some() {
+                            "error".into()
+                        } else {
+                            "ok".into()
+                        },
+                        command_tag: opt_str(strc(col::CAPTURED_COMMAND_TAG), i),
+                        rows: i64c(col::CAPTURED_ROWS).value(i),
+                        columns: Vec::new(),
+                        sqlstate: captured_sqlstate,
+                        error_message: None,
+                        duration_us: captured_dur,
+                    },
+                    side: SideSummary {
+                        status: strc(col::STATUS).value(i).to_string(),
+                        command_tag: opt_str(strc(col::COMMAND_TAG), i),
+                        rows: i64c(col::ROWS).value(i),
+                        columns: (0..names.len())
+                            .map(|j| Column {
+                                name: names.value(j).to_string(),
+                                type_oid: types.value(j),
+                            })
+                            .collect(),
+                        sqlstate: opt_str(strc(col::SQLSTATE), i),
+                        error_message: opt_str(strc(col::ERROR_MESSAGE), i)
+                            .or_else(|| opt_str(strc(col::REASON), i)),
+                        duration_us: i64c(col::DURATION_US).value(i),
+                    },
+                },
+            );
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
