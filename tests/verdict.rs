@@ -3,6 +3,10 @@
 //! HTML in headless Chromium, and seeded defects on real target clusters,
 //! each caught and classed right.
 
+#[path = "verdict/chromium.rs"]
+mod chromium;
+#[path = "verdict/defects.rs"]
+mod defects;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -177,4 +181,9 @@ fn report_markdown_of_a_capture_is_refused_with_the_fix() {
         e.to_string().contains("--format table, json or html"),
         "{e}"
     );
+}
+
+#[test]
+fn report_html_of_the_results_fixture_renders_in_headless_chromium() {
+    chromium::assert_renders(&fixture_verdict(&DiffConfig::default()), "fixture");
 }
