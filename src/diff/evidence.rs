@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 
-use super::load::{Detail, Key};
+use super::detail::Detail;
+use super::load::Key;
 use super::model::{Evidence, RowDiff, Verdict};
 use crate::replay::client::{Client, Extended};
 use crate::replay::conn_opts::ConnOpts;

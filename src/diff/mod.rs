@@ -3,6 +3,7 @@
 //! and one verdict with an exit code a CI job can gate a migration on.
 //!
 //! - [`load`]: reading a results directory (projected columns, compact rows).
+//! - [`detail`]: the full rows of the example statements a report shows.
 //! - [`engine`]: the hash join on (session_id, seq, clone).
 //! - [`classify`]: divergence classes and ORDER BY detection.
 //! - [`noise`]: per-fingerprint accounting and noise cancellation (Diffy's rule).
@@ -13,6 +14,7 @@
 //! - [`fixture`]: the deterministic results directory behind the report tests.
 
 pub mod classify;
+pub mod detail;
 pub mod engine;
 pub mod evidence;
 pub mod fixture;
@@ -198,12 +200,12 @@ impl DiffArgs {
                 "--regression-threshold must be a ratio >= 1, e.g. --regression-threshold 1.2",
             );
         }
-        if !(self.regression_min_delta_ms >= 0.0) {
+        if self.regression_min_delta_ms.is_nan() || self.regression_min_delta_ms < 0.0 {
             return bad(
                 "--regression-min-delta-ms must be >= 0, e.g. --regression-min-delta-ms 0.5",
             );
         }
-        if !(self.noise_relative >= 1.0) {
+        if self.noise_relative.is_nan() || self.noise_relative < 1.0 {
             return bad("--noise-relative must be >= 1, e.g. --noise-relative 2");
         }
         if !(0.0..=1.0).contains(&self.noise_absolute) {
@@ -278,7 +280,7 @@ pub fn run_diff_blocking(
     rt.block_on(run_diff(results_dir, cfg, evidence))
 }
 
-type SourceDetails = std::collections::HashMap<load::Key, load::Detail>;
+type SourceDetails = std::collections::HashMap<load::Key, detail::Detail>;
 
 fn diff_files(dir: &Path, cfg: &DiffConfig) -> Result<(Verdict, SourceDetails), DiffError> {
     let files = load::ResultsDir::open(dir)?;
@@ -288,8 +290,8 @@ fn diff_files(dir: &Path, cfg: &DiffConfig) -> Result<(Verdict, SourceDetails), 
     }
     let keys: HashSet<load::Key> = verdict::example_keys(&joined).into_iter().collect();
     let details = verdict::Details {
-        source: load::details(&files.source, &keys)?,
-        target: load::details(&files.target, &keys)?,
+        source: detail::details(&files.source, &keys)?,
+        target: detail::details(&files.target, &keys)?,
     };
     let v = verdict::build(dir.display().to_string(), &joined, cfg, &details);
     Ok((v, details.source))

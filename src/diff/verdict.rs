@@ -6,9 +6,10 @@ use std::collections::HashMap;
 
 use super::DiffConfig;
 use super::FailOn;
+use super::detail::Detail;
 use super::engine::Joined;
 use super::latency::{LatencyClass, bucket_for, judge};
-use super::load::{Detail, Key};
+use super::load::Key;
 use super::model::*;
 
 /// The two sides' details of the example statements.
