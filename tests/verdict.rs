@@ -187,3 +187,20 @@ fn report_markdown_of_a_capture_is_refused_with_the_fix() {
 fn report_html_of_the_results_fixture_renders_in_headless_chromium() {
     chromium::assert_renders(&fixture_verdict(&DiffConfig::default()), "fixture");
 }
+
+#[test]
+fn report_help_documents_the_exit_codes_and_diff_flags() {
+    let e = Cli::try_parse_from(["pgtape", "report", "--help"]).unwrap_err();
+    let help = e.to_string();
+    for s in [
+        "exits 0 when the migration passes",
+        "--fail-on",
+        "--show-rows",
+        "--latency-percentile",
+        "--regression-threshold",
+        "--min-executions",
+        "markdown",
+    ] {
+        assert!(help.contains(s), "{s} missing from:\n{help}");
+    }
+}
