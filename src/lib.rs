@@ -6,7 +6,11 @@
 //! - [`proxy`]: listener, session pump and the statement tap.
 //! - [`workload`]: the synthetic analytics app and order workflow: real traffic to record.
 //! - [`capture`]: the recorder (Arrow IPC segments → Parquet) and the capture reader.
-//! - [`report`]: summaries of a capture; table, JSON and HTML exporters.
+//! - [`replay`]: re-issues a capture against source and target in parallel; result files.
+//! - [`diff`]: a replay's source and target results joined, classed, noise
+//!   cancelled, latency compared; the verdict and its exit code.
+//! - [`report`]: summaries of a capture and verdicts of a replay; table, JSON,
+//!   Markdown and HTML exporters.
 //! - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place.
 //! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
 //! - [`redis_server`]: throw-away redis-server processes (tests, demo).
@@ -16,6 +20,7 @@
 pub mod capture;
 pub mod cli;
 pub mod cluster;
+pub mod diff;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -15,7 +15,7 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn one_line(sql: &str, width: usize) -> String {
+pub(crate) fn one_line(sql: &str, width: usize) -> String {
     let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= width {
         flat
@@ -27,7 +27,7 @@ fn one_line(sql: &str, width: usize) -> String {
 
 /// Renders rows under headers; columns whose header starts with a space... are
 /// not special: a column is right-aligned when `right[i]`.
-fn render(
+pub(crate) fn render(
     out: &mut dyn Write,
     headers: &[&str],
     right: &[bool],

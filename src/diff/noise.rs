@@ -1,0 +1,164 @@
+//! Noise cancellation, after Twitter's Diffy: a statement whose source
+//! replay already differs from what the capture recorded is
+//! non-deterministic (now(), random(), sequences, LIMIT without ORDER BY),
+//! so a target difference on it is noise. Per fingerprint, differences of
+//! values (rows, row counts, order) are divergences only when the target's
+//! difference rate clearly exceeds the source's noise rate; structural
+//! differences (errors, column types) always are.
+
+use std::collections::BTreeMap;
+
+use super::classify::{Class, classify, has_order_by};
+use super::latency::{Hist, Throughput};
+use super::load::{Key, SideRow, Status};
+
+/// Noise thresholds (`--noise-relative`, `--noise-absolute`).
+#[derive(Debug, Clone, Copy)]
+pub struct NoiseThresholds {
+    /// The target difference rate must be at least this multiple of the noise rate...
+    pub relative: f64,
+    /// ...and exceed it by at least this share of the pairs.
+    pub absolute: f64,
+}
+
+/// What the diff gathers per fingerprint while streaming pairs.
+#[derive(Debug, Default)]
+pub struct FpAcc {
+    pub normalized_sql: String,
+    pub read_only: bool,
+    pub has_order_by: bool,
+    pub pairs: u64,
+    /// Pairs whose source differed from the capture.
+    pub source_noisy: u64,
+    /// Pairs whose target differed from the source (benign order excluded).
+    pub target_differs: u64,
+    /// Target differences on pairs whose source was noisy.
+    pub noise: u64,
+    pub noise_examples: Vec<Key>,
+    /// Target differences on deterministic pairs, by class.
+    pub candidates: BTreeMap<Class, (u64, Vec<Key>)>,
+    pub benign_order: u64,
+    pub identical: u64,
+    /// Candidates judged within the noise thresholds (moved to `noise`).
+    pub suppressed: u64,
+    pub source: Hist,
+    pub target: Hist,
+}
+
+/// What a pair turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairKind {
+    Identical,
+    BenignOrder,
+    Noise,
+    Candidate(Class),
+}
+
+impl FpAcc {
+    pub fn new(normalized_sql: String, read_only: bool) -> FpAcc {
+        FpAcc {
+            has_order_by: has_order_by(&normalized_sql),
+            normalized_sql,
+            read_only,
+            ..Default::default()
+        }
+    }
+
+    /// Accounts one joined pair; both sides were replayed.
+    pub fn add(&mut self, s: &SideRow, t: &SideRow, examples: usize) -> PairKind {
+        self.pairs += 1;
+        let noisy = classify(&s.captured, &s.outcome).is_some();
+        self.source_noisy += u64::from(noisy);
+        let kind = match classify(&s.outcome, &t.outcome) {
+            None => PairKind::Identical,
+            Some(Class::DifferentOrder) if !self.has_order_by => PairKind::BenignOrder,
+            Some(_) if noisy => PairKind::Noise,
+            Some(c) => PairKind::Candidate(c),
+        };
+        match kind {
+            PairKind::Identical => self.identical += 1,
+            PairKind::BenignOrder => self.benign_order += 1,
+            PairKind::Noise => {
+                self.target_differs += 1;
+                self.noise += 1;
+                if self.noise_examples.len() < examples {
+                    self.noise_examples.push(s.key);
+                }
+            }
+            PairKind::Candidate(c) => {
+                self.target_differs += 1;
+                let e = self.candidates.entry(c).or_default();
+                e.0 += 1;
+                if e.1.len() < examples {
+                    e.1.push(s.key);
+                }
+            }
+        }
+        kind
+    }
+
+    pub fn noise_rate(&self) -> f64 {
+        rate(self.source_noisy, self.pairs)
+    }
+
+    pub fn difference_rate(&self) -> f64 {
+        rate(self.target_differs, self.pairs)
+    }
+
+    /// True when value differences of this fingerprint are divergences: no
+    /// noise at all, or a difference rate clearly above the noise rate.
+    pub fn values_diverge(&self, t: &NoiseThresholds) -> bool {
+        let (noise, diff) = (self.noise_rate(), self.difference_rate());
+        noise == 0.0 || (diff >= noise * t.relative && diff - noise >= t.absolute)
+    }
+
+    /// Splits the candidates into divergences and noise (in place: the
+    /// suppressed ones move to `noise`). Returns the number suppressed.
+    pub fn settle(&mut self, t: &NoiseThresholds) -> u64 {
+        if self.values_diverge(t) {
+            return 0;
+        }
+        let mut suppressed = 0;
+        self.candidates.retain(|c, (n, keys)| {
+            if c.structural() {
+                return true;
+            }
+            suppressed += *n;
+            for k in keys.iter() {
+                if self.noise_examples.is_empty() {
+                    self.noise_examples.push(*k);
+                }
+            }
+            false
+        });
+        self.noise += suppressed;
+        self.suppressed = suppressed;
+        suppressed
+    }
+}
+
+fn rate(n: u64, of: u64) -> f64 {
+    if of == 0 { 0.0 } else { n as f64 / of as f64 }
+}
+
+/// Per-side totals gathered beside the fingerprints.
+#[derive(Debug, Default)]
+pub struct SideAcc {
+    pub rows: u64,
+    pub errors: u64,
+    pub hist: Hist,
+    pub throughput: Throughput,
+}
+
+impl SideAcc {
+    pub fn add(&mut self, r: &SideRow) {
+        self.rows += 1;
+        if r.outcome.status == Status::NotReplayed {
+            return;
+        }
+        let error = r.outcome.status == Status::Error;
+        self.errors += u64::from(error);
+        self.hist.record(r.duration_us);
+        self.throughput.record(r.started_us, error);
+    }
+}
