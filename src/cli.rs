@@ -38,6 +38,8 @@ pub enum Command {
     Proxy(crate::proxy::ProxyArgs),
     /// Synthetic traffic: the analytics app or the order workflow (`workload setup` creates the schema).
     Workload(crate::workload::WorkloadArgs),
+    /// The whole story on this machine: clusters, proxy, workload, replay, verdict.
+    Demo(crate::demo::DemoArgs),
     /// Re-issue a capture against a source and a target database at once.
     Replay(crate::replay::ReplayArgs),
     /// Summarise a capture: top fingerprints, latency percentiles, errors, slow statements.

@@ -12,6 +12,7 @@
 //! - [`report`]: summaries of a capture and verdicts of a replay; table, JSON,
 //!   Markdown and HTML exporters.
 //! - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place.
+//! - [`demo`]: the whole story on one machine, one command.
 //! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
 //! - [`redis_server`]: throw-away redis-server processes (tests, demo).
 //! - [`cli`]: the command line, validated into each command's configuration.
@@ -20,6 +21,7 @@
 pub mod capture;
 pub mod cli;
 pub mod cluster;
+pub mod demo;
 pub mod diff;
 pub mod logging;
 pub mod metrics;

@@ -101,11 +101,20 @@ pub fn judge(source: &Hist, target: &Hist, t: &Thresholds) -> (f64, LatencyClass
         return (ratio, LatencyClass::CannotEvaluate);
     }
     let delta = (g.at_percentile_us as f64 - s.at_percentile_us as f64).abs();
+    // The shift must show in the bulk of the executions too (the median, by
+    // half the threshold): a few slow executions on a busy machine move a
+    // high percentile of a small sample without any regression.
+    let median = if s.p50_us > 0 {
+        g.p50_us as f64 / s.p50_us as f64
+    } else {
+        1.0
+    };
+    let bulk = 1.0 + (t.ratio - 1.0) / 2.0;
     let class = if delta < t.min_delta_us {
         LatencyClass::Same
-    } else if ratio > t.ratio {
+    } else if ratio > t.ratio && median >= bulk {
         LatencyClass::Degraded
-    } else if ratio < 1.0 / t.ratio {
+    } else if ratio < 1.0 / t.ratio && median <= 1.0 / bulk {
         LatencyClass::Improved
     } else {
         LatencyClass::Same
@@ -192,5 +201,12 @@ mod tests {
             judge(&hist(&[1000; 3]), &slow, &t).1,
             LatencyClass::CannotEvaluate
         );
+        // Regression_a_slow_tail_of_a_small_sample_is_not_a_regression: the
+        // median did not move, only the two slowest of 20 executions.
+        let mut tail = vec![1000; 18];
+        tail.extend([9000, 9000]);
+        let mut base = vec![1000; 18];
+        base.extend([1500, 1500]);
+        assert_eq!(judge(&hist(&base), &hist(&tail), &t).1, LatencyClass::Same);
     }
 }

@@ -52,9 +52,9 @@ pub fn statement(side: &'static str, duration: Duration, lag: Duration, sqlstate
     }
 }
 
-/// One divergence between source and target, by class.
-pub fn divergence(class: &'static str) {
-    counter!(names::REPLAY_DIVERGENCES_TOTAL, "class" => class).increment(1);
+/// Divergences between source and target found by the diff, by class.
+pub fn divergences(class: &str, count: u64) {
+    counter!(names::REPLAY_DIVERGENCES_TOTAL, "class" => class.to_string()).increment(count);
 }
 
 /// A replay session opened (`+1`) or closed (`-1`) on `side`.

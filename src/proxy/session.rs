@@ -193,7 +193,7 @@ async fn run(
     cfg.metrics.upstream_connections.increment(1.0);
     let _upstream_open = Decrement(&cfg.metrics.upstream_connections);
     upstream.write_all(&startup).await?;
-    info!(session_id, %peer, user = %connect.user, database = %connect.database, "session started");
+    debug!(session_id, %peer, user = %connect.user, database = %connect.database, "session started");
     let strip_sasl_plus = client.is_tls() || upstream.is_tls();
     let registered = cfg.console.register(SessionEntry {
         session_id,
@@ -264,7 +264,7 @@ async fn run(
     if let End::Malformed(_) = up_end {
         warn!(session_id, %peer, "{reason}");
     }
-    info!(session_id, statements = tap.statements_seen, reason = %reason, "session ended");
+    debug!(session_id, statements = tap.statements_seen, reason = %reason, "session ended");
     Ok(())
 }
 

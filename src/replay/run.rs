@@ -86,6 +86,11 @@ pub struct ReplayArgs {
     /// Serve Prometheus metrics at /metrics and readiness at /health on this address.
     #[arg(long, env = "PGTAPE_METRICS")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Also write the verdict to this file: .html, .json, .md, or a text table.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub diff: crate::diff::DiffArgs,
 }
 
 /// A validated replay.
@@ -414,6 +419,7 @@ pub async fn replay(
         sessions: outline.sessions,
         captured_statements: outline.statements,
         sides: summaries,
+        verdict: None,
     })
 }
 
