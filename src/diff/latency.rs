@@ -89,8 +89,18 @@ impl Hist {
     }
 }
 
-/// Ratio and class of target vs source.
+/// Ratio and class of one fingerprint's target vs source latencies.
 pub fn judge(source: &Hist, target: &Hist, t: &Thresholds) -> (f64, LatencyClass) {
+    judge_with(source, target, t, true)
+}
+
+/// Ratio and class of the whole replay: a mix of fingerprints, so its median
+/// says nothing about one of them and only the percentile is judged.
+pub fn judge_overall(source: &Hist, target: &Hist, t: &Thresholds) -> (f64, LatencyClass) {
+    judge_with(source, target, t, false)
+}
+
+fn judge_with(source: &Hist, target: &Hist, t: &Thresholds, bulk_too: bool) -> (f64, LatencyClass) {
     let (s, g) = (source.stats(t.percentile), target.stats(t.percentile));
     let ratio = if s.at_percentile_us > 0 {
         g.at_percentile_us as f64 / s.at_percentile_us as f64
@@ -112,9 +122,9 @@ pub fn judge(source: &Hist, target: &Hist, t: &Thresholds) -> (f64, LatencyClass
     let bulk = 1.0 + (t.ratio - 1.0) / 2.0;
     let class = if delta < t.min_delta_us {
         LatencyClass::Same
-    } else if ratio > t.ratio && median >= bulk {
+    } else if ratio > t.ratio && (!bulk_too || median >= bulk) {
         LatencyClass::Degraded
-    } else if ratio < 1.0 / t.ratio && median <= 1.0 / bulk {
+    } else if ratio < 1.0 / t.ratio && (!bulk_too || median <= 1.0 / bulk) {
         LatencyClass::Improved
     } else {
         LatencyClass::Same

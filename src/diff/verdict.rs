@@ -8,7 +8,7 @@ use super::DiffConfig;
 use super::FailOn;
 use super::detail::Detail;
 use super::engine::Joined;
-use super::latency::{LatencyClass, bucket_for, judge};
+use super::latency::{LatencyClass, bucket_for, judge, judge_overall};
 use super::load::Key;
 use super::model::*;
 
@@ -160,7 +160,7 @@ pub fn build(results_dir: String, j: &Joined, cfg: &DiffConfig, d: &Details) -> 
             })
         })
         .collect();
-    let (ratio, class) = judge(&j.source.hist, &j.target.hist, &t);
+    let (ratio, class) = judge_overall(&j.source.hist, &j.target.hist, &t);
     let latency = OverallLatency {
         percentile: cfg.latency_percentile,
         source: j.source.hist.stats(cfg.latency_percentile),
