@@ -3,7 +3,12 @@
 
 use std::process::Command;
 
+/// One demo at a time: each starts three clusters and measures latency, which
+/// a second demo on the same two cores would drown in noise.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn demo(args: &[&str], out: &std::path::Path) -> (i32, String, String) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let o = Command::new(env!("CARGO_BIN_EXE_pgtape"))
         .arg("demo")
         .args(args)
