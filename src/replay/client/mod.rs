@@ -9,42 +9,26 @@
 //! under a name derived from the SQL and parameter types, and prepared again
 //! when the server lost them (DISCARD ALL, SQLSTATE 26000) or their plan
 //! changed result type.
+//!
+//! [`connect`] holds the startup phase: TLS negotiation and authentication.
+
+mod connect;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
-use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::conn_opts::{ConnOpts, SslMode};
-use crate::wire::frame::{Direction, Frames, MAX_MESSAGE_LEN, SSL_REQUEST_CODE, put_frame};
-use crate::wire::messages::{Reader, parse_error, sasl_mechanisms};
+pub use connect::ConnectError;
+
+use crate::wire::frame::{Direction, Frames, MAX_MESSAGE_LEN, put_frame};
+use crate::wire::messages::{Reader, parse_error};
 use crate::wire::rowhash::RowHash;
 use crate::wire::stream::Stream;
-
-#[derive(Debug, Error)]
-pub enum ConnectError {
-    #[error("cannot connect to {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("{url} rejected the connection: {code} {message}")]
-    Rejected {
-        url: String,
-        code: String,
-        message: String,
-    },
-    #[error("{url} asked for a password; put it in the URL (postgres://user:password@host/db)")]
-    NoPassword { url: String },
-    #[error("{url}: {reason}")]
-    Protocol { url: String, reason: String },
-}
 
 /// What one statement returned, reduced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,141 +87,6 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects and authenticates; `params` are extra startup parameters
-    /// (the captured ones: client_encoding, DateStyle, application_name, ...).
-    pub async fn connect(
-        opts: &ConnOpts,
-        user: &str,
-        params: &[(String, String)],
-    ) -> Result<Client, ConnectError> {
-        let url = opts.display();
-        let unreachable = |reason: String| ConnectError::Unreachable {
-            url: url.clone(),
-            reason,
-        };
-        let tcp =
-            match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(opts.addr()))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(unreachable(e.to_string())),
-                Err(_) => return Err(unreachable("no answer within 10 s".into())),
-            };
-        let _ = tcp.set_nodelay(true);
-        let stream = negotiate_tls(tcp, opts).await.map_err(unreachable)?;
-        let mut c = Client {
-            stream,
-            buf: BytesMut::with_capacity(16 * 1024),
-            out: BytesMut::new(),
-            prepared: HashSet::new(),
-            described: HashMap::new(),
-        };
-        let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
-        for (k, v) in params {
-            if !matches!(k.as_str(), "user" | "database" | "replication") {
-                startup.push((k, v));
-            }
-        }
-        if let Some(app) = &opts.application_name {
-            startup.retain(|(k, _)| *k != "application_name");
-            startup.push(("application_name", app));
-        }
-        frontend::startup_message(startup.iter().copied(), &mut c.out)
-            .map_err(|e| unreachable(e.to_string()))?;
-        c.flush_out()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        c.authenticate(opts, user).await?;
-        Ok(c)
-    }
-
-    async fn authenticate(&mut self, opts: &ConnOpts, user: &str) -> Result<(), ConnectError> {
-        let url = opts.display();
-        let proto = |reason: String| ConnectError::Protocol {
-            url: url.clone(),
-            reason,
-        };
-        let password = || {
-            opts.password
-                .clone()
-                .ok_or_else(|| ConnectError::NoPassword { url: url.clone() })
-        };
-        let mut scram: Option<ScramSha256> = None;
-        loop {
-            let (tag, body) = self.read_frame().await.map_err(|e| proto(e.to_string()))?;
-            match tag {
-                b'R' => {
-                    let mut r = Reader::new(&body, "Authentication");
-                    let code = r.i32().map_err(|e| proto(e.to_string()))?;
-                    match code {
-                        0 => {}
-                        3 => frontend::password_message(password()?.as_bytes(), &mut self.out)
-                            .map_err(|e| proto(e.to_string()))?,
-                        5 => {
-                            let salt: [u8; 4] = r
-                                .bytes(4)
-                                .map_err(|e| proto(e.to_string()))?
-                                .try_into()
-                                .expect("4 bytes");
-                            let hash = md5_hash(user.as_bytes(), password()?.as_bytes(), salt);
-                            frontend::password_message(hash.as_bytes(), &mut self.out)
-                                .map_err(|e| proto(e.to_string()))?;
-                        }
-                        10 => {
-                            if !sasl_mechanisms(&body).contains(&&b"SCRAM-SHA-256"[..]) {
-                                return Err(proto(
-                                    "server offers no SASL mechanism pgtape supports".into(),
-                                ));
-                            }
-                            let s = ScramSha256::new(
-                                password()?.as_bytes(),
-                                ChannelBinding::unsupported(),
-                            );
-                            frontend::sasl_initial_response(
-                                "SCRAM-SHA-256",
-                                s.message(),
-                                &mut self.out,
-                            )
-                            .map_err(|e| proto(e.to_string()))?;
-                            scram = Some(s);
-                        }
-                        11 => {
-                            let s = scram
-                                .as_mut()
-                                .ok_or_else(|| proto("SASLContinue without SASL".into()))?;
-                            s.update(r.rest()).map_err(|e| proto(e.to_string()))?;
-                            frontend::sasl_response(s.message(), &mut self.out)
-                                .map_err(|e| proto(e.to_string()))?;
-                        }
-                        12 => {
-                            let s = scram
-                                .as_mut()
-                                .ok_or_else(|| proto("SASLFinal without SASL".into()))?;
-                            s.finish(r.rest())
-                                .map_err(|e| proto(format!("server signature: {e}")))?;
-                        }
-                        other => {
-                            return Err(proto(format!(
-                                "unsupported authentication request {other}"
-                            )));
-                        }
-                    }
-                    self.flush_out().await.map_err(|e| proto(e.to_string()))?;
-                }
-                b'E' => {
-                    let f = parse_error(&body).map_err(|e| proto(e.to_string()))?;
-                    return Err(ConnectError::Rejected {
-                        url,
-                        code: String::from_utf8_lossy(f.code).into_owned(),
-                        message: String::from_utf8_lossy(f.message).into_owned(),
-                    });
-                }
-                b'Z' => return Ok(()),
-                _ => {} // ParameterStatus, BackendKeyData, NegotiateProtocolVersion, notices
-            }
-        }
-    }
-
     async fn flush_out(&mut self) -> io::Result<()> {
         self.stream.write_all(&self.out).await?;
         self.out.clear();
@@ -578,31 +427,4 @@ fn row_description(body: &[u8]) -> Vec<(String, u32)> {
         cols.push((String::from_utf8_lossy(name).into_owned(), oid as u32));
     }
     cols
-}
-
-async fn negotiate_tls(mut tcp: TcpStream, opts: &ConnOpts) -> Result<Stream, String> {
-    if opts.sslmode == SslMode::Disable {
-        return Ok(Stream::Tcp(tcp));
-    }
-    let mut req = [0u8; 8];
-    req[..4].copy_from_slice(&8u32.to_be_bytes());
-    req[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
-    tcp.write_all(&req).await.map_err(|e| e.to_string())?;
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer)
-        .await
-        .map_err(|e| e.to_string())?;
-    match (answer[0], opts.sslmode) {
-        (b'S', _) => {
-            let connector =
-                tokio_rustls::TlsConnector::from(crate::wire::tls::client_config_insecure());
-            let tls = connector
-                .connect(crate::wire::tls::server_name(&opts.host), tcp)
-                .await
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
-            Ok(Stream::ClientTls(Box::new(tls)))
-        }
-        (_, SslMode::Require) => Err("the server does not accept TLS and sslmode=require".into()),
-        _ => Ok(Stream::Tcp(tcp)),
-    }
 }
