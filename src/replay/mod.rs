@@ -2,7 +2,8 @@
 //!
 //! - [`conn_opts`]: connection URLs, validated and masked.
 //! - [`client`]: the wire-level client that replays statements faithfully.
-//! - [`plan`]: the capture as a stream of items, filters, the sizing pass.
+//! - [`plan`]: filters and the sizing pass over a capture.
+//! - [`items`]: the capture as a stream of connect, statement and disconnect items.
 //! - [`timer`]: the precise timer behind the schedule.
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
@@ -11,6 +12,7 @@
 
 pub mod client;
 pub mod conn_opts;
+pub mod items;
 pub mod plan;
 pub mod results;
 pub mod run;

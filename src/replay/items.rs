@@ -1,0 +1,231 @@
+//! The second pass over a capture: connect, statement and disconnect items,
+//! decoded a batch at a time with the filters applied (see [`super::plan`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt32Type};
+
+use super::plan::{Filter, Item, PlanError, SessionKey, is_read_only, key};
+use super::results::Captured;
+use crate::capture::reader::Scan;
+use crate::capture::{Capture, col};
+
+/// The columns the second pass reads.
+const ITEM_COLUMNS: &[&str] = &[
+    col::CAPTURE_ID,
+    col::KIND,
+    col::SESSION_ID,
+    col::SEQ,
+    col::TS,
+    col::DURATION_US,
+    col::PROTOCOL,
+    col::SQL,
+    col::FINGERPRINT,
+    col::NORMALIZED_SQL,
+    col::STATEMENT_NAME,
+    col::PARAM_TYPES,
+    col::PARAM_FORMATS,
+    col::PARAM_VALUES,
+    col::RESULT_FORMATS,
+    col::MAX_ROWS,
+    col::COMMAND_TAG,
+    col::ROWS,
+    col::ORDERED_HASH,
+    col::UNORDERED_HASH,
+    col::SQLSTATE,
+    col::USER,
+    col::APPLICATION_NAME,
+    col::STARTUP_PARAMS,
+];
+
+/// Streams the capture as items, one batch at a time.
+pub struct Items {
+    scan: Scan,
+    filter: Filter,
+    intern: HashMap<String, Arc<str>>,
+    ro_cache: HashMap<i64, bool>,
+    /// Sessions excluded by --application (decided at their connect).
+    excluded: HashSet<SessionKey>,
+    pending: std::vec::IntoIter<Item>,
+}
+
+pub fn items(cap: &Capture, filter: Filter) -> Items {
+    Items {
+        scan: cap.scan(ITEM_COLUMNS).batch_size(4096),
+        filter,
+        intern: HashMap::new(),
+        ro_cache: HashMap::new(),
+        excluded: HashSet::new(),
+        pending: Vec::new().into_iter(),
+    }
+}
+
+impl Iterator for Items {
+    type Item = Result<Item, PlanError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(it) = self.pending.next() {
+                return Some(Ok(it));
+            }
+            match self.scan.next()? {
+                Ok(b) => self.pending = self.decode(&b).into_iter(),
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+    }
+}
+
+impl Items {
+    fn decode(&mut self, b: &RecordBatch) -> Vec<Item> {
+        let c = |name: &str| b.column_by_name(name).expect("projected column");
+        let ids = c(col::CAPTURE_ID).as_string::<i32>();
+        let kinds = c(col::KIND).as_string::<i32>();
+        let sess = c(col::SESSION_ID).as_primitive::<Int64Type>();
+        let seq = c(col::SEQ).as_primitive::<Int64Type>();
+        let ts = c(col::TS).as_primitive::<TimestampMicrosecondType>();
+        let dur = c(col::DURATION_US).as_primitive::<Int64Type>();
+        let proto = c(col::PROTOCOL).as_string::<i32>();
+        let sql = c(col::SQL).as_string::<i32>();
+        let fp = c(col::FINGERPRINT).as_primitive::<Int64Type>();
+        let norm = c(col::NORMALIZED_SQL).as_string::<i32>();
+        let name = c(col::STATEMENT_NAME).as_string::<i32>();
+        let ptypes = c(col::PARAM_TYPES).as_list::<i32>();
+        let pformats = c(col::PARAM_FORMATS).as_list::<i32>();
+        let pvalues = c(col::PARAM_VALUES).as_list::<i32>();
+        let rformats = c(col::RESULT_FORMATS).as_list::<i32>();
+        let max_rows = c(col::MAX_ROWS).as_primitive::<Int32Type>();
+        let tag = c(col::COMMAND_TAG).as_string::<i32>();
+        let rows = c(col::ROWS).as_primitive::<Int64Type>();
+        let oh = c(col::ORDERED_HASH).as_primitive::<Int64Type>();
+        let uh = c(col::UNORDERED_HASH).as_primitive::<Int64Type>();
+        let state = c(col::SQLSTATE).as_string::<i32>();
+        let user = c(col::USER).as_string::<i32>();
+        let app = c(col::APPLICATION_NAME).as_string::<i32>();
+        let startup = c(col::STARTUP_PARAMS).as_map();
+        let opt_str = |a: &arrow::array::StringArray, i: usize| {
+            (!a.is_null(i)).then(|| a.value(i).to_string())
+        };
+        let mut out = Vec::with_capacity(b.num_rows());
+        for i in 0..b.num_rows() {
+            let t = ts.value(i);
+            if !self.filter.time_ok(t) {
+                continue;
+            }
+            let k = key(ids, sess, i, &mut self.intern);
+            if self
+                .filter
+                .sessions
+                .as_ref()
+                .is_some_and(|s| !s.contains(&k.1))
+                || self.excluded.contains(&k)
+            {
+                continue;
+            }
+            match kinds.value(i) {
+                "connect" => {
+                    if self
+                        .filter
+                        .application
+                        .as_ref()
+                        .is_some_and(|a| app.is_null(i) || app.value(i) != a)
+                    {
+                        self.excluded.insert(k);
+                        continue;
+                    }
+                    let mut params = Vec::new();
+                    if !startup.is_null(i) {
+                        let entry = startup.value(i);
+                        let keys = entry.column(0).as_string::<i32>();
+                        let vals = entry.column(1).as_string::<i32>();
+                        for j in 0..entry.len() {
+                            params.push((
+                                keys.value(j).to_string(),
+                                if vals.is_null(j) {
+                                    String::new()
+                                } else {
+                                    vals.value(j).to_string()
+                                },
+                            ));
+                        }
+                    }
+                    let user = opt_str(user, i).unwrap_or_default();
+                    out.push(Item::Connect {
+                        key: k,
+                        ts_us: t,
+                        user,
+                        params,
+                    });
+                }
+                "disconnect" => out.push(Item::Disconnect { key: k, ts_us: t }),
+                _ => {
+                    let normalized = norm.value(i);
+                    let ro = *self
+                        .ro_cache
+                        .entry(fp.value(i))
+                        .or_insert_with(|| is_read_only(normalized));
+                    if self.filter.read_only && !ro {
+                        continue;
+                    }
+                    let list_u32 = |l: &arrow::array::ListArray| -> Vec<u32> {
+                        if l.is_null(i) {
+                            vec![]
+                        } else {
+                            l.value(i).as_primitive::<UInt32Type>().values().to_vec()
+                        }
+                    };
+                    let list_i16 = |l: &arrow::array::ListArray| -> Vec<i16> {
+                        if l.is_null(i) {
+                            vec![]
+                        } else {
+                            l.value(i).as_primitive::<Int16Type>().values().to_vec()
+                        }
+                    };
+                    let values = if pvalues.is_null(i) {
+                        vec![]
+                    } else {
+                        let v = pvalues.value(i);
+                        let v = v.as_binary::<i32>();
+                        (0..v.len())
+                            .map(|j| (!v.is_null(j)).then(|| v.value(j).to_vec()))
+                            .collect()
+                    };
+                    let captured = Captured {
+                        session_id: k.1,
+                        seq: seq.value(i),
+                        ts_us: t,
+                        duration_us: dur.value(i),
+                        fingerprint: fp.value(i),
+                        normalized_sql: normalized.to_string(),
+                        sql: sql.value(i).to_string(),
+                        protocol: proto.value(i).to_string(),
+                        read_only: ro,
+                        param_types: list_u32(ptypes),
+                        param_formats: list_i16(pformats),
+                        param_values: values,
+                        result_formats: list_i16(rformats),
+                        max_rows: if max_rows.is_null(i) {
+                            0
+                        } else {
+                            max_rows.value(i)
+                        },
+                        command_tag: opt_str(tag, i),
+                        rows: if rows.is_null(i) { 0 } else { rows.value(i) },
+                        ordered_hash: if oh.is_null(i) { 0 } else { oh.value(i) },
+                        unordered_hash: if uh.is_null(i) { 0 } else { uh.value(i) },
+                        sqlstate: opt_str(state, i),
+                    };
+                    let named = !name.is_null(i) && !name.value(i).is_empty();
+                    out.push(Item::Statement {
+                        key: k,
+                        captured: Arc::new(captured),
+                        named,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
