@@ -120,16 +120,53 @@ fn judge_with(source: &Hist, target: &Hist, t: &Thresholds, bulk_too: bool) -> (
         1.0
     };
     let bulk = 1.0 + (t.ratio - 1.0) / 2.0;
+    // And the shift must be significant: a rank test (Mann-Whitney U) over
+    // both sides' executions, so run-to-run jitter of a shared machine does
+    // not fail a migration.
+    let z = if bulk_too {
+        rank_shift_z(source, target)
+    } else {
+        0.0
+    };
     let class = if delta < t.min_delta_us {
         LatencyClass::Same
-    } else if ratio > t.ratio && (!bulk_too || median >= bulk) {
+    } else if ratio > t.ratio && (!bulk_too || (median >= bulk && z >= SIGNIFICANT_Z)) {
         LatencyClass::Degraded
-    } else if ratio < 1.0 / t.ratio && (!bulk_too || median <= 1.0 / bulk) {
+    } else if ratio < 1.0 / t.ratio && (!bulk_too || (median <= 1.0 / bulk && z <= -SIGNIFICANT_Z))
+    {
         LatencyClass::Improved
     } else {
         LatencyClass::Same
     };
     (ratio, class)
+}
+
+/// One-sided z of 3.3: a chance shift this large happens about once in two
+/// thousand comparisons.
+const SIGNIFICANT_Z: f64 = 3.3;
+
+/// Mann-Whitney U of target against source as a z-score (normal
+/// approximation): positive when target executions tend to be slower.
+pub fn rank_shift_z(source: &Hist, target: &Hist) -> f64 {
+    let (n1, n2) = (source.0.len() as f64, target.0.len() as f64);
+    if n1 == 0.0 || n2 == 0.0 {
+        return 0.0;
+    }
+    let mut at: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for v in source.0.iter_recorded() {
+        at.entry(v.value_iterated_to()).or_default().0 += v.count_at_value();
+    }
+    for v in target.0.iter_recorded() {
+        at.entry(v.value_iterated_to()).or_default().1 += v.count_at_value();
+    }
+    let (mut below, mut u) = (0.0f64, 0.0f64);
+    for (cs, ct) in at.values() {
+        u += *ct as f64 * (below + 0.5 * *cs as f64);
+        below += *cs as f64;
+    }
+    let mean = n1 * n2 / 2.0;
+    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    (u - mean) / sd
 }
 
 /// Statements (and errors) per second of replay, per side.
@@ -218,5 +255,12 @@ mod tests {
         let mut base = vec![1000; 18];
         base.extend([1500, 1500]);
         assert_eq!(judge(&hist(&base), &hist(&tail), &t).1, LatencyClass::Same);
+        // Regression_jitter_of_a_shared_machine_is_not_a_regression: two
+        // samples from one spread, the target's a little slower by chance.
+        let src: Vec<i64> = (0..100).map(|i| 1000 + (i * 37 % 100) * 40).collect();
+        let tgt: Vec<i64> = (0..100).map(|i| 1150 + (i * 53 % 100) * 40).collect();
+        assert!(rank_shift_z(&hist(&src), &hist(&tgt)).abs() < 3.3);
+        assert_eq!(judge(&hist(&src), &hist(&tgt), &t).1, LatencyClass::Same);
+        assert!(rank_shift_z(&hist(&[1000; 30]), &hist(&[5000; 30])) > 3.3);
     }
 }
