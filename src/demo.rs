@@ -42,10 +42,12 @@ pub struct DemoArgs {
     #[arg(long, default_value = "pgtape-demo")]
     pub out: PathBuf,
     /// Tenants seeded (seed 000's ORGANIZATIONS).
-    #[arg(long, default_value_t = 50)]
+    /// Few tenants with a long history each: the lost index then costs a
+    /// sort of thousands of events per request, plain to see.
+    #[arg(long, default_value_t = 20)]
     pub organizations: u32,
     /// Users per tenant (seed 000's USERS_PER_ORG); the seeded history scales with it.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 2500)]
     pub users_per_org: u32,
     #[arg(long, default_value_t = 100.0, env = "EVENTS_PER_SECOND")]
     pub events_per_second: f64,
