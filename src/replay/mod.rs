@@ -8,8 +8,10 @@
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
 //! - [`summary`]: per-side counts, lag and latency; table and JSON.
-//! - [`run`]: arguments, validation and the dispatcher.
+//! - [`args`]: arguments validated into a configuration.
+//! - [`run`]: connectivity checks, the dispatcher, the writers, the summary.
 
+pub mod args;
 pub mod client;
 pub mod conn_opts;
 pub mod items;
