@@ -7,12 +7,13 @@
 //! Drops (the tap found the channel full, or a write failed) are counted,
 //! logged at most once per interval and written into each file's metadata.
 
+use crate::proxy::pump::now_us;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::CaptureError;
 use super::convert::{convert_segment, leftover_segments};
@@ -74,13 +75,6 @@ pub struct RecorderStats {
     pub dropped: u64,
     /// Parquet files produced by this run (leftovers included), in order.
     pub files: Vec<PathBuf>,
-}
-
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// A running recorder; [`Recorder::sender`] goes into `ProxyConfig::tap`.
