@@ -2,6 +2,7 @@
 //! parameters, both sides' results with columns and error messages), read
 //! back from the results files by key after the join.
 
+use crate::report::slow::render_param;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -41,20 +42,6 @@ impl Detail {
                 v.as_deref().map(|v| render_param(v, format))
             })
             .collect()
-    }
-}
-
-fn render_param(v: &[u8], format: i16) -> String {
-    match (format, std::str::from_utf8(v)) {
-        (0, Ok(s)) => s.to_string(),
-        _ => {
-            let mut s = String::with_capacity(2 + v.len() * 2);
-            s.push_str("\\x");
-            for b in v {
-                s.push_str(&format!("{b:02x}"));
-            }
-            s
-        }
     }
 }
 

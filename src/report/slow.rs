@@ -118,7 +118,9 @@ fn trim_slow(v: &mut Vec<SlowStatement>, n: usize) {
     v.truncate(n);
 }
 
-fn render_param(v: &[u8], format: i16) -> String {
+/// A parameter value for people: text-format UTF-8 as text, anything else
+/// (binary format, invalid UTF-8) as `\x` hex.
+pub(crate) fn render_param(v: &[u8], format: i16) -> String {
     match (format, std::str::from_utf8(v)) {
         (0, Ok(s)) => s.to_string(),
         _ => {
