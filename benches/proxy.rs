@@ -1,10 +1,17 @@
 //! Side-by-side proxy benchmark: pgbench -S (simple and prepared, -c 8)
 //! direct, through pgbouncer and through pgtape with the tap recording, in one
 //! run against one throw-away cluster. Prints TPS and average latency with
-//! ratios to direct and to pgbouncer.
+//! ratios to direct and to pgbouncer, and the CPU time each proxy process
+//! spent per transaction (user + system, all threads: the figure the noise
+//! of a shared two-core machine moves least).
 //!
-//! Run: `cargo bench --bench proxy` (BENCH_SECONDS=10 per measurement by
-//! default; BENCH_CLIENTS=8). pgbouncer is Debian's package `pgbouncer`.
+//! The three paths are measured in interleaved rounds (direct, pgbouncer,
+//! pgtape, then again) and each figure is the median of its rounds, so a
+//! burst of background load does not land on one path only.
+//!
+//! Run: `cargo bench --bench proxy` (BENCH_SECONDS=10 per measurement,
+//! BENCH_ROUNDS=3, BENCH_CLIENTS=8 by default). pgbouncer is Debian's
+//! package `pgbouncer`.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -110,8 +117,28 @@ fn capture_supported() -> bool {
     String::from_utf8_lossy(&out.stdout).contains("--capture")
 }
 
-/// Runs pgbench and returns (tps, average latency ms).
-fn pgbench(port: u16, mode: &str, clients: u32, seconds: u32) -> (f64, f64) {
+/// CPU time (user + system, every thread) a process has used, in µs.
+fn cpu_us(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    f.iter().sum::<f64>() * 1e6 / hz
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs pgbench and returns (tps, average latency ms, transactions).
+fn pgbench(port: u16, mode: &str, clients: u32, seconds: u32) -> (f64, f64, f64) {
     let out = Command::new("pgbench")
         .args([
             "-h",
@@ -149,7 +176,13 @@ fn pgbench(port: u16, mode: &str, clients: u32, seconds: u32) -> (f64, f64) {
             .and_then(|l| l.split(['=', ' ']).filter_map(|w| w.parse().ok()).next())
             .unwrap_or_else(|| panic!("no {prefix:?} in pgbench output:\n{text}"))
     };
-    (find("tps"), find("latency average"))
+    let tx = text
+        .lines()
+        .find(|l| l.starts_with("number of transactions actually processed"))
+        .and_then(|l| l.split([':', '/']).nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0);
+    (find("tps"), find("latency average"), tx)
 }
 
 fn main() {
@@ -157,14 +190,17 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let seconds: u32 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let clients: u32 = std::env::var("BENCH_CLIENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let env = |k: &str, d: u32| -> u32 {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let (seconds, clients, rounds) = (
+        env("BENCH_SECONDS", 10),
+        env("BENCH_CLIENTS", 8),
+        env("BENCH_ROUNDS", 3).max(1),
+    );
     let db = Cluster::start(&ClusterOptions::default()).expect("a throw-away cluster");
     let init = Command::new("pgbench")
         .args([
@@ -189,9 +225,9 @@ fn main() {
     );
     let dir = tempfile::tempdir().unwrap();
     let bouncer = start_pgbouncer(dir.path(), db.port());
-    let (_pgtape, pgtape_port) = start_pgtape(dir.path(), &db.addr());
+    let (pgtape, pgtape_port) = start_pgtape(dir.path(), &db.addr());
     println!(
-        "pgbench -S -c {clients} -j 2 -T {seconds}, scale 10, {} cores; pgtape tap {}",
+        "pgbench -S -c {clients} -j 2 -T {seconds}, scale 10, {} cores, median of {rounds} interleaved rounds; pgtape tap {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
@@ -202,29 +238,48 @@ fn main() {
         }
     );
     println!(
-        "{:<10} {:<10} {:>10} {:>12} {:>10} {:>12}",
-        "mode", "path", "tps", "latency ms", "vs direct", "vs pgbouncer"
+        "{:<10} {:<10} {:>10} {:>12} {:>10} {:>12} {:>14}",
+        "mode", "path", "tps", "latency ms", "vs direct", "vs pgbouncer", "proxy cpu/tx"
     );
+    let mut paths: Vec<(&str, u16, Option<u32>)> = vec![("direct", db.port(), None)];
+    if let Some((b, port)) = &bouncer {
+        paths.push(("pgbouncer", *port, Some(b.0.id())));
+    }
+    paths.push(("pgtape", pgtape_port, Some(pgtape.0.id())));
     for mode in ["simple", "prepared"] {
-        let mut rows: Vec<(&str, f64, f64)> = Vec::new();
         // Warm the cache once so the first measurement is not penalised.
         pgbench(db.port(), mode, clients, 2);
-        let measure = |port| pgbench(port, mode, clients, seconds);
-        let direct = measure(db.port());
-        rows.push(("direct", direct.0, direct.1));
-        if let Some((_, port)) = &bouncer {
-            let b = measure(*port);
-            rows.push(("pgbouncer", b.0, b.1));
+        let mut samples: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> =
+            paths.iter().map(|_| Default::default()).collect();
+        for _ in 0..rounds {
+            for ((_, port, pid), s) in paths.iter().zip(samples.iter_mut()) {
+                let before = pid.map(cpu_us);
+                let (tps, lat, tx) = pgbench(*port, mode, clients, seconds);
+                if let (Some(b), Some(pid)) = (before, pid) {
+                    s.2.push((cpu_us(*pid) - b) / tx.max(1.0));
+                }
+                s.0.push(tps);
+                s.1.push(lat);
+            }
         }
-        let t = measure(pgtape_port);
-        rows.push(("pgtape", t.0, t.1));
+        let rows: Vec<(&str, f64, f64, Option<f64>)> = paths
+            .iter()
+            .zip(samples)
+            .map(|((name, ..), (tps, lat, cpu))| {
+                let cpu = (!cpu.is_empty()).then(|| median(cpu));
+                (*name, median(tps), median(lat), cpu)
+            })
+            .collect();
         let bouncer_tps = rows.iter().find(|r| r.0 == "pgbouncer").map(|r| r.1);
-        for (path, tps, lat) in &rows {
+        for (path, tps, lat, cpu) in &rows {
             let vs_b = bouncer_tps
                 .map(|b| format!("{:.2}x", tps / b))
                 .unwrap_or_else(|| "-".into());
+            let cpu = cpu
+                .map(|c| format!("{c:.1} µs"))
+                .unwrap_or_else(|| "-".into());
             println!(
-                "{mode:<10} {path:<10} {tps:>10.0} {lat:>12.3} {:>9.2}x {vs_b:>12}",
+                "{mode:<10} {path:<10} {tps:>10.0} {lat:>12.3} {:>9.2}x {vs_b:>12} {cpu:>14}",
                 tps / rows[0].1
             );
         }

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use xxhash_rust::xxh3::xxh3_64;
-
-use super::fingerprint::shape;
+use super::fingerprint::Shape;
 use crate::proxy::event::StatementEvent;
 
 /// Distinct SQL texts (and fingerprints) remembered for `SHOW STATS`; past
@@ -60,25 +58,13 @@ pub struct FingerprintStat {
 /// Per-fingerprint totals of the statements recorded since start.
 #[derive(Debug, Default)]
 pub struct TopStats {
-    /// xxh3 of the SQL text → fingerprint, so each text is normalised once.
-    shapes: HashMap<u64, (u64, Arc<str>)>,
     by_fingerprint: HashMap<u64, FingerprintStat>,
 }
 
 impl TopStats {
-    pub fn observe(&mut self, st: &StatementEvent) {
-        let key = xxh3_64(&st.sql);
-        if self.shapes.len() >= MAX_ENTRIES {
-            self.shapes.clear();
-        }
-        let (fingerprint, normalized) = self
-            .shapes
-            .entry(key)
-            .or_insert_with(|| {
-                let s = shape(&String::from_utf8_lossy(&st.sql));
-                (s.fingerprint, s.normalized.into())
-            })
-            .clone();
+    /// Counts `st`, whose shape the recorder already worked out.
+    pub fn observe(&mut self, st: &StatementEvent, shape: &Shape) {
+        let fingerprint = shape.fingerprint;
         if self.by_fingerprint.len() >= MAX_ENTRIES
             && !self.by_fingerprint.contains_key(&fingerprint)
         {
@@ -89,7 +75,7 @@ impl TopStats {
             .entry(fingerprint)
             .or_insert_with(|| FingerprintStat {
                 fingerprint,
-                normalized,
+                normalized: shape.normalized.as_str().into(),
                 calls: 0,
                 total_us: 0,
                 max_us: 0,

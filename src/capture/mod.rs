@@ -21,6 +21,7 @@ pub mod recorder;
 pub mod rows;
 pub mod schema;
 pub mod segment;
+pub mod shape_cache;
 pub mod synth;
 
 use std::path::{Path, PathBuf};

@@ -328,17 +328,16 @@ impl Worker {
     fn push(&mut self, ev: &TapEvent) {
         self.stats.events += 1;
         self.live.events.fetch_add(1, Ordering::Relaxed);
-        if let TapEvent::Statement(st) = ev {
+        if self.batch_started.is_none() {
+            self.batch_started = Some(Instant::now());
+        }
+        if let (Some(shape), TapEvent::Statement(st)) = (self.rows.push(ev), ev) {
             self.live
                 .top
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .observe(st);
+                .observe(st, &shape);
         }
-        if self.batch_started.is_none() {
-            self.batch_started = Some(Instant::now());
-        }
-        self.rows.push(ev);
     }
 
     fn total_dropped(&self) -> u64 {

@@ -6,7 +6,6 @@
 //! that are not UTF-8 are replaced with U+FFFD (the raw bytes are not kept).
 //! Parameter values are kept as the exact bytes the client sent.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -16,16 +15,12 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use xxhash_rust::xxh3::xxh3_64;
 
-use super::fingerprint::{Shape, shape};
+use super::fingerprint::Shape;
 use super::schema::CaptureInfo;
+use super::shape_cache::ShapeCache;
 use crate::proxy::event::{ConnectEvent, DisconnectEvent, StatementEvent, TapEvent};
 use crate::wire::messages::{decode_oids, parse_bind};
-
-/// Fingerprints by raw-SQL hash: most traffic repeats a few hundred shapes,
-/// so tokenizing each distinct text once keeps the recorder cheap.
-const SHAPE_CACHE_MAX: usize = 50_000;
 
 fn list<B: arrow::array::ArrayBuilder>(b: B, item: DataType, nullable: bool) -> ListBuilder<B> {
     ListBuilder::new(b).with_field(Arc::new(Field::new("item", item, nullable)))
@@ -36,7 +31,7 @@ pub struct RowsBuilder {
     schema: arrow::datatypes::SchemaRef,
     capture_id: String,
     redact_params: bool,
-    shapes: HashMap<u64, Arc<Shape>>,
+    shapes: ShapeCache,
     len: usize,
     capture: StringBuilder,
     kind: StringBuilder,
@@ -84,7 +79,7 @@ impl RowsBuilder {
             schema: info.schema(),
             capture_id: info.capture_id.clone(),
             redact_params: info.params_redacted,
-            shapes: HashMap::new(),
+            shapes: ShapeCache::default(),
             len: 0,
             capture: StringBuilder::new(),
             kind: StringBuilder::new(),
@@ -133,14 +128,16 @@ impl RowsBuilder {
         self.len == 0
     }
 
-    pub fn push(&mut self, ev: &TapEvent) {
+    /// Appends one event; for a statement, returns its shape.
+    pub fn push(&mut self, ev: &TapEvent) -> Option<Arc<Shape>> {
         self.len += 1;
         self.capture.append_value(&self.capture_id);
         match ev {
             TapEvent::Connect(c) => self.connect(c),
-            TapEvent::Statement(s) => self.statement(s),
+            TapEvent::Statement(s) => return Some(self.statement(s)),
             TapEvent::Disconnect(d) => self.disconnect(d),
         }
+        None
     }
 
     fn nulls_statement(&mut self) {
@@ -207,20 +204,7 @@ impl RowsBuilder {
         self.disconnect_reason.append_value(&d.reason);
     }
 
-    fn shape_of(&mut self, sql: &[u8], text: &str) -> Arc<Shape> {
-        let key = xxh3_64(sql);
-        if let Some(s) = self.shapes.get(&key) {
-            return s.clone();
-        }
-        if self.shapes.len() >= SHAPE_CACHE_MAX {
-            self.shapes.clear();
-        }
-        let s = Arc::new(shape(text));
-        self.shapes.insert(key, s.clone());
-        s
-    }
-
-    fn statement(&mut self, s: &StatementEvent) {
+    fn statement(&mut self, s: &StatementEvent) -> Arc<Shape> {
         self.kind.append_value("statement");
         self.session_id.append_value(s.session_id as i64);
         self.seq.append_value(s.seq as i64);
@@ -228,7 +212,7 @@ impl RowsBuilder {
         self.duration.append_value(s.duration_us);
         self.protocol.append_value(s.protocol.as_str());
         let text = String::from_utf8_lossy(&s.sql);
-        let sh = self.shape_of(&s.sql, &text);
+        let sh = self.shapes.get(&s.sql);
         self.sql.append_value(&text);
         self.fingerprint.append_value(sh.fingerprint as i64);
         self.normalized.append_value(&sh.normalized);
@@ -289,6 +273,7 @@ impl RowsBuilder {
             .append_value(char::from(s.tx_status).encode_utf8(&mut tx));
         self.nulls_connect();
         self.disconnect_reason.append_null();
+        sh
     }
 
     /// The rows pushed since the last call, as one batch.

@@ -6,6 +6,7 @@
 //! - [`tap`]: pairs requests with replies and emits statement events.
 //! - [`event`]: the events and the bounded channel to the recorder.
 //! - [`admin`]: the admin console (database `pgtape`), served with pgwire.
+//! - [`workers`]: thread-per-core runtimes the sessions are spread over.
 
 pub mod admin;
 mod admin_show;
@@ -13,8 +14,8 @@ pub mod event;
 pub mod pump;
 pub mod server;
 pub mod session;
-
 pub mod tap;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,7 +66,9 @@ pub struct ProxyArgs {
     /// On SIGTERM/SIGINT, let sessions finish for this long before exiting.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
-    /// Worker threads forwarding traffic (default: one per core).
+    /// Threads forwarding traffic, each serving its own share of the sessions
+    /// (default: half the cores, at least one; the kernel's network work and
+    /// the recorder need the rest).
     #[arg(long, env = "PGTAPE_THREADS")]
     pub threads: Option<usize>,
     /// Largest message accepted from a client, in bytes (PostgreSQL's own limit by default).
@@ -174,7 +177,16 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
             crate::metrics::proxy::watch_capture(exp, m, c);
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let threads = match args.threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+    };
+    let workers = workers::Spawner::Pool(
+        workers::WorkerPool::start(threads).context("cannot start the forwarding threads")?,
+    );
+    // The acceptor, the metrics endpoint and the shutdown signal.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
@@ -186,8 +198,9 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
                 .probe_postgres("upstream", cfg.upstream.clone(), Duration::from_secs(2));
             exp.serve(addr).await?;
         }
-        tracing::info!(listen = %listener.local_addr()?, upstream = %cfg.upstream, "proxy ready");
-        serve(
+        tracing::info!(listen = %listener.local_addr()?, upstream = %cfg.upstream, threads, "proxy ready");
+        server::serve_on(
+            &workers,
             listener,
             Arc::new(cfg),
             crate::cli::shutdown_signal(),
@@ -196,6 +209,8 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
         .await?;
         Ok::<_, anyhow::Error>(())
     })?;
+    // Closes what outlived the grace period before the capture is sealed.
+    drop(workers);
     if let Some(r) = recorder {
         let stats = r.close()?;
         tracing::info!(

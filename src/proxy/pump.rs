@@ -63,6 +63,8 @@ pub async fn pump(
             buf.reserve(READ_CHUNK);
         }
         let n = tokio::select! {
+            // Polled in order: no random draw per read on the forwarding path.
+            biased;
             r = rd.read_buf(buf) => match r {
                 Ok(n) => n,
                 Err(e) => return End::Io(e),

@@ -13,10 +13,22 @@ use tracing::{info, warn};
 
 use super::ProxyConfig;
 use super::session;
+use super::workers::Spawner;
 
-/// Serves `listener` until `shutdown` resolves, then drains sessions for at
-/// most `grace`.
+/// Serves `listener` on the current runtime until `shutdown` resolves, then
+/// drains sessions for at most `grace`.
 pub async fn serve(
+    listener: TcpListener,
+    cfg: Arc<ProxyConfig>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    serve_on(&Spawner::Ambient, listener, cfg, shutdown, grace).await
+}
+
+/// As [`serve`], running each session where `spawner` puts it.
+pub async fn serve_on(
+    spawner: &Spawner,
     listener: TcpListener,
     cfg: Arc<ProxyConfig>,
     shutdown: impl Future<Output = ()>,
@@ -31,7 +43,7 @@ pub async fn serve(
                 Ok((tcp, peer)) => {
                     let cfg = cfg.clone();
                     let alive = alive_tx.clone();
-                    tokio::spawn(async move {
+                    spawner.spawn(tcp, move |tcp| async move {
                         session::serve(tcp, peer, cfg).await;
                         drop(alive);
                     });
