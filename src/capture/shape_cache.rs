@@ -81,8 +81,9 @@ fn mask_literals(sql: &[u8], out: &mut Vec<u8>) -> bool {
                         Some(_) => j += 1,
                     }
                 }
-                // Adjacent string constants (`'a' 'b'`) concatenate: keep raw.
-                if sql.get(j + 1) == Some(&b'\'') {
+                // Adjacent string constants (`'a'\n'b'`) concatenate: keep raw.
+                let next = sql[j + 1..].iter().find(|c| !c.is_ascii_whitespace());
+                if next == Some(&b'\'') {
                     return false;
                 }
                 out.push(0);
