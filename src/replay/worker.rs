@@ -175,9 +175,10 @@ async fn connect(
 
 /// COPY FROM STDIN needs the data the client streamed, which captures do not hold.
 fn copy_in_reason(c: &Captured) -> Option<&'static str> {
-    let n = c.normalized_sql.to_ascii_uppercase();
-    (n.starts_with("COPY") && n.contains("FROM STDIN"))
-        .then_some("COPY FROM STDIN data is not in the capture")
+    let n = c.normalized_sql.as_bytes();
+    let copy = n.get(..4).is_some_and(|w| w.eq_ignore_ascii_case(b"COPY"));
+    let from_stdin = || n.windows(10).any(|w| w.eq_ignore_ascii_case(b"FROM STDIN"));
+    (copy && from_stdin()).then_some("COPY FROM STDIN data is not in the capture")
 }
 
 async fn not_replayed(
