@@ -269,14 +269,13 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
             ts_us: T0_US + offset,
             duration_us: s.captured.us,
             fingerprint: shape.fingerprint as i64,
-            normalized_sql: shape.normalized,
+            normalized_sql: shape.normalized.into(),
             sql: s.sql.into(),
             protocol: if s.params.is_empty() {
                 "simple"
             } else {
                 "extended"
-            }
-            .into(),
+            },
             read_only: s.read_only,
             param_types: vec![0; s.params.len()],
             param_formats: vec![],

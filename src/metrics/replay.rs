@@ -38,17 +38,41 @@ pub fn progress(done: u64, planned: u64) {
     gauge!(names::REPLAY_PROGRESS_RATIO).set(ratio.min(1.0));
 }
 
-/// One statement replayed on `side`: its latency, how late it started
-/// against its schedule, and its SQLSTATE if it failed.
-pub fn statement(side: &'static str, duration: Duration, lag: Duration, sqlstate: Option<&[u8]>) {
-    let outcome = if sqlstate.is_some() { "error" } else { "ok" };
-    counter!(names::REPLAY_STATEMENTS_TOTAL, "side" => side, "outcome" => outcome).increment(1);
-    histogram!(names::REPLAY_STATEMENT_DURATION_SECONDS, "side" => side)
-        .record(duration.as_secs_f64());
-    histogram!(names::REPLAY_LAG_SECONDS, "side" => side).record(lag.as_secs_f64());
-    if let Some(code) = sqlstate {
-        let class = super::sqlstate_class(code).to_string();
-        counter!(names::REPLAY_ERRORS_TOTAL, "side" => side, "class" => class).increment(1);
+/// One side's per-statement metrics, registered once (after [`install`])
+/// so a statement costs a few atomic operations and no key lookups.
+pub struct SideMetrics {
+    side: &'static str,
+    ok: metrics::Counter,
+    failed: metrics::Counter,
+    duration: metrics::Histogram,
+    lag: metrics::Histogram,
+}
+
+impl SideMetrics {
+    pub fn new(side: &'static str) -> Self {
+        SideMetrics {
+            side,
+            ok: counter!(names::REPLAY_STATEMENTS_TOTAL, "side" => side, "outcome" => "ok"),
+            failed: counter!(names::REPLAY_STATEMENTS_TOTAL, "side" => side, "outcome" => "error"),
+            duration: histogram!(names::REPLAY_STATEMENT_DURATION_SECONDS, "side" => side),
+            lag: histogram!(names::REPLAY_LAG_SECONDS, "side" => side),
+        }
+    }
+
+    /// One statement replayed: its latency, how late it started against its
+    /// schedule, and its SQLSTATE if it failed.
+    pub fn statement(&self, duration: Duration, lag: Duration, sqlstate: Option<&[u8]>) {
+        self.duration.record(duration.as_secs_f64());
+        self.lag.record(lag.as_secs_f64());
+        match sqlstate {
+            None => self.ok.increment(1),
+            Some(code) => {
+                self.failed.increment(1);
+                let class = super::sqlstate_class(code).to_string();
+                counter!(names::REPLAY_ERRORS_TOTAL, "side" => self.side, "class" => class)
+                    .increment(1);
+            }
+        }
     }
 }
 

@@ -40,12 +40,20 @@ const ITEM_COLUMNS: &[&str] = &[
     col::STARTUP_PARAMS,
 ];
 
+struct FingerprintText {
+    read_only: bool,
+    normalized: Arc<str>,
+    last_sql: Arc<str>,
+}
+
 /// Streams the capture as items, one batch at a time.
 pub struct Items {
     scan: Scan,
     filter: Filter,
     intern: HashMap<String, Arc<str>>,
-    ro_cache: HashMap<i64, bool>,
+    /// Per fingerprint: read-only or not, its normalised SQL, and the last
+    /// SQL text seen (reused while statements repeat it, as prepared ones do).
+    shapes: HashMap<i64, FingerprintText>,
     /// Sessions excluded by --application (decided at their connect).
     excluded: HashSet<SessionKey>,
     pending: std::vec::IntoIter<Item>,
@@ -56,7 +64,7 @@ pub fn items(cap: &Capture, filter: Filter) -> Items {
         scan: cap.scan(ITEM_COLUMNS).batch_size(4096),
         filter,
         intern: HashMap::new(),
-        ro_cache: HashMap::new(),
+        shapes: HashMap::new(),
         excluded: HashSet::new(),
         pending: Vec::new().into_iter(),
     }
@@ -161,13 +169,20 @@ impl Items {
                 }
                 "disconnect" => out.push(Item::Disconnect { key: k, ts_us: t }),
                 _ => {
-                    let normalized = norm.value(i);
-                    let ro = *self
-                        .ro_cache
+                    let text = sql.value(i);
+                    let f = self
+                        .shapes
                         .entry(fp.value(i))
-                        .or_insert_with(|| is_read_only(normalized));
-                    if self.filter.read_only && !ro {
+                        .or_insert_with(|| FingerprintText {
+                            read_only: is_read_only(norm.value(i)),
+                            normalized: norm.value(i).into(),
+                            last_sql: text.into(),
+                        });
+                    if self.filter.read_only && !f.read_only {
                         continue;
+                    }
+                    if *f.last_sql != *text {
+                        f.last_sql = text.into();
                     }
                     let list_u32 = |l: &arrow::array::ListArray| -> Vec<u32> {
                         if l.is_null(i) {
@@ -198,10 +213,14 @@ impl Items {
                         ts_us: t,
                         duration_us: dur.value(i),
                         fingerprint: fp.value(i),
-                        normalized_sql: normalized.to_string(),
-                        sql: sql.value(i).to_string(),
-                        protocol: proto.value(i).to_string(),
-                        read_only: ro,
+                        normalized_sql: f.normalized.clone(),
+                        sql: f.last_sql.clone(),
+                        protocol: if proto.value(i) == "simple" {
+                            "simple"
+                        } else {
+                            "extended"
+                        },
+                        read_only: f.read_only,
                         param_types: list_u32(ptypes),
                         param_formats: list_i16(pformats),
                         param_values: values,

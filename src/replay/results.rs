@@ -89,9 +89,12 @@ pub struct Captured {
     pub ts_us: i64,
     pub duration_us: i64,
     pub fingerprint: i64,
-    pub normalized_sql: String,
-    pub sql: String,
-    pub protocol: String,
+    /// Shared by every statement of the fingerprint.
+    pub normalized_sql: Arc<str>,
+    /// Shared with the previous statement of the fingerprint when identical.
+    pub sql: Arc<str>,
+    /// `simple` or `extended`.
+    pub protocol: &'static str,
     pub read_only: bool,
     pub param_types: Vec<u32>,
     pub param_formats: Vec<i16>,
@@ -262,7 +265,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         fp.append_value(c.fingerprint);
         norm.append_value(&c.normalized_sql);
         sql.append_value(&c.sql);
-        proto.append_value(&c.protocol);
+        proto.append_value(c.protocol);
         read_only.append_value(c.read_only);
         ptypes.values().append_slice(&c.param_types);
         ptypes.append(true);

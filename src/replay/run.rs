@@ -144,7 +144,8 @@ pub async fn replay(
         let (tx, mut rx) = mpsc::channel::<Vec<_>>(256);
         let mut w = ResultWriter::create(&cfg.results, name, &meta)?;
         let mut stats = SideStats::new(name, opts.display());
-        writers.push(std::thread::spawn(move || -> anyhow::Result<SideStats> {
+        let writer = std::thread::Builder::new().name(format!("pgtape-results-{name}"));
+        writers.push(writer.spawn(move || -> anyhow::Result<SideStats> {
             while let Some(rows) = rx.blocking_recv() {
                 for row in rows {
                     stats.add(&row);
@@ -153,13 +154,14 @@ pub async fn replay(
             }
             w.finish()?;
             Ok(stats)
-        }));
+        })?);
         sides.push(Arc::new(SideCtx {
             name,
             opts: opts.clone(),
             results: tx,
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
             done: AtomicU64::new(0),
+            metrics: crate::metrics::replay::SideMetrics::new(name),
         }));
     }
     let clock = Clock {
@@ -181,7 +183,8 @@ pub async fn replay(
         let user_map = Arc::new(cfg.user_map.clone());
         let (filter, scale, pace) = (filter.clone(), cfg.scale, cfg.pace);
         let ro_sessions = outline.read_only_sessions.clone();
-        std::thread::spawn(move || -> anyhow::Result<()> {
+        let thread = std::thread::Builder::new().name("pgtape-dispatch".into());
+        thread.spawn(move || -> anyhow::Result<()> {
             let mut sessions: HashMap<SessionKey, Vec<mpsc::Sender<Arc<Item>>>> = HashMap::new();
             let spawn = |key: &SessionKey| {
                 let copies = if scale > 1 && ro_sessions.contains(key) {
@@ -237,7 +240,7 @@ pub async fn replay(
             drop(sessions);
             drop(alive_tx);
             Ok(())
-        })
+        })?
     };
     let total = outline.statements * sides.len() as u64 + clones;
     let progress = progress(sides.clone(), total);

@@ -25,6 +25,7 @@ pub struct SideCtx {
     /// Connections this side may hold at once (`--max-connections`).
     pub connections: Arc<Semaphore>,
     pub done: AtomicU64,
+    pub metrics: crate::metrics::replay::SideMetrics,
 }
 
 /// The replay clock shared by every session.
@@ -228,6 +229,7 @@ fn row(
     let clock = &spec.clock;
     let started_us = clock.offset_us(started);
     let o = outcome.unwrap_or_default();
+    let rows = o.rows() as i64;
     ResultRow {
         side: side.name,
         clone: spec.clone,
@@ -242,8 +244,8 @@ fn row(
         duration_us,
         status,
         reason,
-        command_tag: (!o.command_tag.is_empty()).then(|| o.command_tag.clone()),
-        rows: o.rows() as i64,
+        command_tag: (!o.command_tag.is_empty()).then_some(o.command_tag),
+        rows,
         ordered_hash: o.hash.ordered as i64,
         unordered_hash: o.hash.unordered as i64,
         result_bytes: o.hash.bytes as i64,
@@ -269,6 +271,25 @@ async fn execute(client: &mut Client, c: &Captured, named: bool) -> std::io::Res
     client.extended(&x).await
 }
 
+type Run = (Instant, Result<(Outcome, Duration), String>);
+
+/// Runs the statement on one side's connection (unless it is lost).
+async fn run_on(conn: &mut Conn, captured: &Captured, named: bool) -> Run {
+    let Some(client) = conn.client.as_mut() else {
+        return (Instant::now(), Err(conn.dead.clone().unwrap_or_default()));
+    };
+    let started = Instant::now();
+    match execute(client, captured, named).await {
+        Ok(o) => (started, Ok((o, started.elapsed()))),
+        Err(e) => {
+            let reason = format!("connection lost: {e}");
+            conn.client = None;
+            conn.dead = Some(reason.clone());
+            (started, Err(reason))
+        }
+    }
+}
+
 /// Runs one statement on every live side at once and reports each.
 async fn run_statement(
     spec: &SessionSpec,
@@ -277,65 +298,65 @@ async fn run_statement(
     named: bool,
     due: Option<Instant>,
 ) {
-    let start = Instant::now();
-    let due = due.unwrap_or(start);
-    let runs = conns.iter_mut().map(|conn| async move {
-        let Some(client) = conn.client.as_mut() else {
-            return (Instant::now(), Err(conn.dead.clone().unwrap_or_default()));
-        };
-        let started = Instant::now();
-        let r = execute(client, captured, named).await;
-        match r {
-            Ok(o) => (started, Ok((o, started.elapsed()))),
-            Err(e) => {
-                let reason = format!("connection lost: {e}");
-                conn.client = None;
-                conn.dead = Some(reason.clone());
-                (started, Err(reason))
-            }
-        }
-    });
-    let results: Vec<_> = join_all(runs.collect()).await;
-    for ((side, conn), (started, r)) in spec.sides.iter().zip(conns.iter_mut()).zip(results) {
-        let row = match r {
-            Ok((o, took)) => {
-                crate::metrics::replay::statement(
-                    side.name,
-                    took,
-                    started.saturating_duration_since(due),
-                    o.error.as_ref().map(|e| e.0.as_bytes()),
-                );
-                let status = if o.error.is_some() {
-                    Status::Error
-                } else {
-                    Status::Ok
-                };
-                row(
-                    side,
-                    spec,
-                    captured,
-                    due,
-                    started,
-                    took.as_micros() as i64,
-                    status,
-                    None,
-                    Some(o),
-                )
-            }
-            Err(reason) => row(
+    let due = due.unwrap_or_else(Instant::now);
+    if let [conn] = conns {
+        // One side (independent pacing): no joining, nothing to allocate.
+        let run = run_on(conn, captured, named).await;
+        return report(spec, &spec.sides[0], conn, captured, due, run).await;
+    }
+    let runs = conns.iter_mut().map(|c| run_on(c, captured, named));
+    let results: Vec<Run> = join_all(runs.collect()).await;
+    for ((side, conn), run) in spec.sides.iter().zip(conns.iter_mut()).zip(results) {
+        report(spec, side, conn, captured, due, run).await;
+    }
+}
+
+/// Turns one side's run into its result row.
+async fn report(
+    spec: &SessionSpec,
+    side: &SideCtx,
+    conn: &mut Conn,
+    captured: &Arc<Captured>,
+    due: Instant,
+    (started, r): Run,
+) {
+    let row = match r {
+        Ok((o, took)) => {
+            side.metrics.statement(
+                took,
+                started.saturating_duration_since(due),
+                o.error.as_ref().map(|e| e.0.as_bytes()),
+            );
+            let status = if o.error.is_some() {
+                Status::Error
+            } else {
+                Status::Ok
+            };
+            row(
                 side,
                 spec,
                 captured,
                 due,
                 started,
-                0,
-                Status::NotReplayed,
-                Some(reason),
+                took.as_micros() as i64,
+                status,
                 None,
-            ),
-        };
-        send(side, &mut conn.pending, row).await;
-    }
+                Some(o),
+            )
+        }
+        Err(reason) => row(
+            side,
+            spec,
+            captured,
+            due,
+            started,
+            0,
+            Status::NotReplayed,
+            Some(reason),
+            None,
+        ),
+    };
+    send(side, &mut conn.pending, row).await;
 }
 
 /// Polls every future together (one or two: the sides of a lockstep session).

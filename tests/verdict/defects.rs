@@ -91,9 +91,9 @@ pub fn replay_pair(source: &Cluster, target: &Cluster, stmts: &[Stmt], dir: &Pat
                 ts_us: t0.elapsed().as_micros() as i64,
                 duration_us: cus,
                 fingerprint: shape.fingerprint as i64,
-                normalized_sql: shape.normalized,
-                sql: s.sql.clone(),
-                protocol: "extended".into(),
+                normalized_sql: shape.normalized.into(),
+                sql: s.sql.as_str().into(),
+                protocol: "extended",
                 read_only: s
                     .sql
                     .trim_start()

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, BytesMut};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::Xxh3;
 
 pub use connect::ConnectError;
 
@@ -139,10 +139,11 @@ impl Client {
 
     async fn extended_once(&mut self, x: &Extended<'_>, reprepare: bool) -> io::Result<Outcome> {
         let key = statement_key(x.sql, x.param_oids);
+        let mut name_buf = [0u8; 23];
         let name = if x.named {
-            format!("pgtape_{key:016x}")
+            statement_name(key, &mut name_buf)
         } else {
-            String::new()
+            ""
         };
         self.out.clear();
         let must_parse = !x.named || reprepare || !self.prepared.contains(&key);
@@ -154,14 +155,14 @@ impl Client {
             self.described.remove(&shape);
             if x.named {
                 // Closing a statement that does not exist is not an error.
-                frontend::close(b'S', &name, &mut self.out)?;
+                frontend::close(b'S', name, &mut self.out)?;
                 self.prepared.insert(key);
             }
-            encode_parse(&name, x.sql, x.param_oids, &mut self.out);
+            encode_parse(name, x.sql, x.param_oids, &mut self.out);
         }
         frontend::bind(
             "",
-            &name,
+            name,
             x.param_formats.iter().copied(),
             x.params.iter(),
             |v, buf| match v {
@@ -400,12 +401,22 @@ fn encode_parse(name: &str, sql: &[u8], oids: &[u32], out: &mut BytesMut) {
 
 /// The per-connection statement name key: the SQL and its parameter types.
 pub fn statement_key(sql: &[u8], oids: &[u32]) -> u64 {
-    let mut k = Vec::with_capacity(sql.len() + oids.len() * 4);
-    k.extend_from_slice(sql);
+    let mut h = Xxh3::new();
+    h.update(sql);
     for o in oids {
-        k.extend_from_slice(&o.to_be_bytes());
+        h.update(&o.to_be_bytes());
     }
-    xxh3_64(&k)
+    h.digest()
+}
+
+/// `pgtape_` and the key in hex, written into `buf` (no allocation per statement).
+fn statement_name(key: u64, buf: &mut [u8; 23]) -> &str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf[..7].copy_from_slice(b"pgtape_");
+    for (i, b) in buf[7..].iter_mut().enumerate() {
+        *b = HEX[(key >> (60 - 4 * i) & 0xf) as usize];
+    }
+    std::str::from_utf8(buf).expect("ASCII")
 }
 
 fn row_description(body: &[u8]) -> Vec<(String, u32)> {
@@ -427,4 +438,22 @@ fn row_description(body: &[u8]) -> Vec<(String, u32)> {
         cols.push((String::from_utf8_lossy(name).into_owned(), oid as u32));
     }
     cols
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_names_are_the_key_in_hex() {
+        let key = statement_key(b"SELECT $1", &[23]);
+        let mut buf = [0u8; 23];
+        assert_eq!(statement_name(key, &mut buf), format!("pgtape_{key:016x}"));
+        assert_ne!(
+            key,
+            statement_key(b"SELECT $1", &[25]),
+            "types are part of the key"
+        );
+        assert_eq!(key, statement_key(b"SELECT $1", &[23]));
+    }
 }
