@@ -31,8 +31,10 @@ impl SideStats {
             errors: 0,
             not_replayed: 0,
             reasons: BTreeMap::new(),
-            lag: Histogram::new(3).expect("valid precision"),
-            latency: Histogram::new(3).expect("valid precision"),
+            // Fixed bounds: an auto-resizing histogram would clamp every
+            // value above its first 2 ms to its starting maximum.
+            lag: crate::report::summary::hist(3),
+            latency: crate::report::summary::hist(3),
             first_us: i64::MAX,
             last_us: i64::MIN,
         }
@@ -192,5 +194,54 @@ impl ReplaySummary {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn row(scheduled_us: i64, started_us: i64, duration_us: i64) -> ResultRow {
+        ResultRow {
+            side: "source",
+            clone: 0,
+            captured: Arc::new(Default::default()),
+            scheduled_us,
+            started_us,
+            started_at_us: started_us,
+            duration_us,
+            status: Status::Ok,
+            reason: None,
+            command_tag: None,
+            rows: 0,
+            ordered_hash: 0,
+            unordered_hash: 0,
+            result_bytes: 0,
+            columns: Arc::from(Vec::new()),
+            error: None,
+        }
+    }
+
+    /// Lags and latencies of many milliseconds are reported as such, not
+    /// clamped to the histogram's first range.
+    #[test]
+    fn long_lags_and_latencies_keep_their_size() {
+        let mut s = SideStats::new("source", String::new());
+        for i in 0..100i64 {
+            // Lag i ms, latency 2 ms + i ms.
+            s.add(&row(i * 10_000, i * 10_000 + i * 1_000, 2_000 + i * 1_000));
+        }
+        let sum = s.finish();
+        let near = |got: u64, want: u64| got.abs_diff(want) <= want / 100;
+        assert!(
+            (49_000..=50_100).contains(&sum.lag_us.p50),
+            "{:?}",
+            sum.lag_us
+        );
+        assert!(near(sum.lag_us.max, 99_000), "{:?}", sum.lag_us);
+        assert!(near(sum.latency_us.p99, 100_000), "{:?}", sum.latency_us);
+        assert_eq!(sum.replayed, 100);
     }
 }

@@ -91,7 +91,7 @@ const MAX_TRACKED_US: u64 = 3_600_000_000;
 
 /// Fixed bounds: `saturating_record` on an auto-resizing histogram clamps to
 /// its *initial* range instead of growing (hdrhistogram 7).
-fn hist(sigfig: u8) -> Histogram<u64> {
+pub fn hist(sigfig: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_US, sigfig).expect("valid histogram bounds")
 }
 
