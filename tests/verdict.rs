@@ -204,3 +204,44 @@ fn report_help_documents_the_exit_codes_and_diff_flags() {
         assert!(help.contains(s), "{s} missing from:\n{help}");
     }
 }
+
+/// A single diverging statement whose re-run gave the same rows on both
+/// sides (a read that raced a write) leaves the gate as noise; the verdict
+/// is decided again without it.
+#[test]
+fn a_divergence_the_rerun_cannot_reproduce_is_settled_as_noise() {
+    let cfg = DiffConfig::default();
+    let mut v = fixture_verdict(&cfg);
+    let before = v.clone();
+    let g = v
+        .divergences
+        .iter_mut()
+        .find(|g| g.class == "different_row_count" && g.count == 1)
+        .expect("the fixture has one row-count divergence");
+    let fingerprint = g.fingerprint.clone();
+    g.examples[0].evidence = Some(pgtape::diff::model::Evidence {
+        transient: true,
+        ..Default::default()
+    });
+    pgtape::diff::verdict::settle_transient(&mut v, &cfg.fail_on);
+    assert_eq!(v.counts.divergences, before.counts.divergences - 1);
+    assert_eq!(v.counts.noise, before.counts.noise + 1);
+    assert!(
+        !v.divergence_classes
+            .iter()
+            .any(|c| c.class == "different_row_count")
+    );
+    let settled = v
+        .noise
+        .iter()
+        .find(|n| n.fingerprint == fingerprint)
+        .unwrap();
+    assert_eq!(settled.why, "re-run matched on both sides");
+    assert!(v.reasons[0].starts_with(&format!("{} divergent", v.counts.divergences)));
+    // Evidence that differs keeps its group.
+    let mut w = before.clone();
+    w.divergences[0].examples[0].evidence = Some(Default::default());
+    let expected = w.clone();
+    pgtape::diff::verdict::settle_transient(&mut w, &cfg.fail_on);
+    assert!(w == expected, "an untouched verdict");
+}

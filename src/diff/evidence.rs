@@ -90,12 +90,15 @@ async fn run(opts: &ConnOpts, d: &Detail) -> Result<(Vec<String>, Vec<Row>), Str
     }
 }
 
-/// Adds evidence to the first example of each diverging read-only group.
+/// Adds evidence to the first example of each diverging read-only group,
+/// then settles the groups the re-run could not reproduce
+/// ([`super::verdict::settle_transient`]).
 pub async fn collect(
     v: &mut Verdict,
     details: &HashMap<Key, Detail>,
     source: &ConnOpts,
     target: &ConnOpts,
+    fail_on: &[super::FailOn],
 ) {
     let n = v.settings.show_rows;
     if n == 0 {
@@ -134,6 +137,7 @@ pub async fn collect(
                             "re-run returned the same rows on both sides (changed since the replay?)"
                                 .into(),
                         );
+                        e.transient = true;
                     }
                 }
                 (Err(x), _) | (_, Err(x)) => e.note = Some(format!("re-run failed: {x}")),
@@ -141,6 +145,7 @@ pub async fn collect(
         }
         ex.evidence = Some(e);
     }
+    super::verdict::settle_transient(v, fail_on);
 }
 
 #[cfg(test)]

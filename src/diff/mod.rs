@@ -259,7 +259,7 @@ pub async fn run_diff(
     let (v, details) = diff_files(results_dir, cfg)?;
     let mut v = v;
     if let Some((source, target)) = evidence {
-        evidence::collect(&mut v, &details, source, target).await;
+        evidence::collect(&mut v, &details, source, target, &cfg.fail_on).await;
     }
     Ok(v)
 }

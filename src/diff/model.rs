@@ -168,6 +168,10 @@ pub struct Evidence {
     pub rows: Vec<RowDiff>,
     /// Why no rows could be shown (error, statement not read-only, ...).
     pub note: Option<String>,
+    /// The re-run returned the same rows on both sides: the replayed
+    /// difference came from the moment, not from the target.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub transient: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

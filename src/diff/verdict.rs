@@ -222,6 +222,68 @@ fn round3(x: f64) -> f64 {
 }
 
 /// Sets `passed`, `verdict`, `exit_code` and `reasons` from the counts.
+/// Moves to noise each divergence that was a single statement whose re-run
+/// (`--show-rows`) returned the same rows on both sides, and decides again.
+///
+/// With independent pacing, a read that races another session's write can
+/// see the write on one side and not on the other; the re-run on the settled
+/// databases shows the target answers as the source does. Such a group stays
+/// in the report, as noise with its evidence, instead of failing the gate.
+/// Groups of several statements are kept: one re-run speaks for one.
+pub fn settle_transient(v: &mut Verdict, fail_on: &[FailOn]) {
+    let transient = |g: &DivergenceGroup| {
+        g.count == 1
+            && g.examples
+                .first()
+                .and_then(|e| e.evidence.as_ref())
+                .is_some_and(|e| e.transient)
+    };
+    if !v.divergences.iter().any(transient) {
+        return;
+    }
+    let (moved, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut v.divergences)
+        .into_iter()
+        .partition(transient);
+    v.divergences = kept;
+    for g in moved {
+        v.counts.divergences -= g.count;
+        v.counts.noise += g.count;
+        if let Some(c) = v.divergence_classes.iter_mut().find(|c| c.class == g.class) {
+            c.count -= g.count;
+            c.fingerprints -= 1;
+        }
+        if let Some(f) = v
+            .fingerprints
+            .iter_mut()
+            .find(|f| f.fingerprint == g.fingerprint)
+        {
+            f.divergences -= g.count;
+            f.noise += g.count;
+        }
+        v.noise.push(NoiseGroup {
+            fingerprint: g.fingerprint,
+            normalized_sql: g.normalized_sql,
+            pairs: g.pairs,
+            noise: g.count,
+            source_noise_rate: 0.0,
+            target_difference_rate: g.count as f64 / g.pairs.max(1) as f64,
+            suppressed: 0,
+            why: "re-run matched on both sides".into(),
+            example: g.examples.into_iter().next(),
+        });
+    }
+    v.divergence_classes.retain(|c| c.count > 0);
+    let mut fps: Vec<&str> = v
+        .divergences
+        .iter()
+        .map(|g| g.fingerprint.as_str())
+        .collect();
+    fps.sort_unstable();
+    fps.dedup();
+    v.counts.divergent_fingerprints = fps.len() as u64;
+    decide(v, fail_on);
+}
+
 pub fn decide(v: &mut Verdict, fail_on: &[FailOn]) {
     let c = &v.counts;
     let mut reasons = Vec::new();
