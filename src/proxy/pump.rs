@@ -63,12 +63,11 @@ pub async fn pump(
             buf.reserve(READ_CHUNK);
         }
         let n = tokio::select! {
-            // Polled in order: no random draw per read on the forwarding path.
+            // Polled in order, with no random draw per read: a stop from the
+            // other pump first, so the error it carries (08P01 for a
+            // malformed client frame) reaches the client even when the
+            // upstream's EOF, which that stop caused, is already readable.
             biased;
-            r = rd.read_buf(buf) => match r {
-                Ok(n) => n,
-                Err(e) => return End::Io(e),
-            },
             last = &mut *stop => {
                 if let Ok(Some(frame)) = last {
                     let _ = wr.write_all(&frame).await;
@@ -76,6 +75,10 @@ pub async fn pump(
                 let _ = wr.shutdown().await;
                 return End::Stopped;
             }
+            r = rd.read_buf(buf) => match r {
+                Ok(n) => n,
+                Err(e) => return End::Io(e),
+            },
         };
         if n == 0 {
             let _ = wr.shutdown().await;
