@@ -357,6 +357,9 @@ pub struct ResultWriter {
     pub rows: u64,
 }
 
+/// Rows per Parquet row group of a results file.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
 impl ResultWriter {
     pub fn create(
         dir: &Path,
@@ -373,6 +376,9 @@ impl ResultWriter {
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(3).expect("valid level"),
             ))
+            // A row group is held encoded in memory until it is written:
+            // 128 Ki rows keeps a long replay's memory close to a short one's.
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_key_value_metadata(Some(
                 kv.into_iter()
                     .map(|(k, v)| parquet::file::metadata::KeyValue::new(k, v))
