@@ -10,9 +10,11 @@
 //! when the server lost them (DISCARD ALL, SQLSTATE 26000) or their plan
 //! changed result type.
 //!
-//! [`connect`] holds the startup phase: TLS negotiation and authentication.
+//! [`connect`] holds the startup phase: TLS negotiation and authentication;
+//! [`rows`] the text-format re-run the diff shows differing rows with.
 
 mod connect;
+mod rows;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -160,22 +162,7 @@ impl Client {
             }
             encode_parse(name, x.sql, x.param_oids, &mut self.out);
         }
-        frontend::bind(
-            "",
-            name,
-            x.param_formats.iter().copied(),
-            x.params.iter(),
-            |v, buf| match v {
-                Some(b) => {
-                    buf.put_slice(b);
-                    Ok(postgres_protocol::IsNull::No)
-                }
-                None => Ok(postgres_protocol::IsNull::Yes),
-            },
-            x.result_formats.iter().copied(),
-            &mut self.out,
-        )
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "parameter too large to bind"))?;
+        encode_bind(name, x, x.result_formats, &mut self.out)?;
         let known = if x.named {
             self.described.get(&shape).cloned()
         } else {
@@ -299,90 +286,37 @@ impl Client {
         let _ = self.flush_out().await;
         let _ = self.stream.shutdown().await;
     }
-
-    // ---- Row-level evidence for the diff (`--show-rows`) ----------------
-
-    /// Runs `x` unnamed with every result column in text format and returns
-    /// the column names and up to `limit` rows (NULL as `None`), or the
-    /// server's SQLSTATE and message. The diff re-runs diverging read-only
-    /// statements with this to show the first differing rows.
-    #[allow(clippy::type_complexity)]
-    pub async fn rows_text(
-        &mut self,
-        x: &Extended<'_>,
-        limit: usize,
-    ) -> io::Result<Result<(Vec<String>, Vec<Vec<Option<String>>>), (String, String)>> {
-        self.out.clear();
-        encode_parse("", x.sql, x.param_oids, &mut self.out);
-        frontend::bind(
-            "",
-            "",
-            x.param_formats.iter().copied(),
-            x.params.iter(),
-            |v, buf| match v {
-                Some(b) => {
-                    buf.put_slice(b);
-                    Ok(postgres_protocol::IsNull::No)
-                }
-                None => Ok(postgres_protocol::IsNull::Yes),
-            },
-            [0i16],
-            &mut self.out,
-        )
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "parameter too large to bind"))?;
-        frontend::describe(b'P', "", &mut self.out)?;
-        frontend::execute("", 0, &mut self.out)?;
-        frontend::sync(&mut self.out);
-        self.flush_out().await?;
-        let (mut names, mut rows, mut error) = (Vec::new(), Vec::new(), None);
-        loop {
-            let (tag, body) = self.read_frame().await?;
-            match tag {
-                b'T' => names = row_description(&body).into_iter().map(|c| c.0).collect(),
-                b'D' if rows.len() < limit => {
-                    let mut r = Reader::new(&body, "DataRow");
-                    let n = r
-                        .i16()
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    let mut row = Vec::with_capacity(n.max(0) as usize);
-                    for _ in 0..n {
-                        let len = r
-                            .i32()
-                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                        row.push(if len < 0 {
-                            None
-                        } else {
-                            let v = r
-                                .bytes(len as usize)
-                                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                            Some(String::from_utf8_lossy(v).into_owned())
-                        });
-                    }
-                    rows.push(row);
-                }
-                b'E' if error.is_none() => {
-                    let f = parse_error(&body)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    error = Some((
-                        String::from_utf8_lossy(f.code).into_owned(),
-                        String::from_utf8_lossy(f.message).into_owned(),
-                    ));
-                }
-                b'Z' => break,
-                _ => {}
-            }
-        }
-        Ok(match error {
-            Some(e) => Err(e),
-            None => Ok((names, rows)),
-        })
-    }
 }
 
 fn put_frame_bytes(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.put_u8(tag);
     out.put_u32(body.len() as u32 + 4);
     out.put_slice(body);
+}
+
+/// Bind of the unnamed portal to `statement` with `x`'s captured parameters.
+fn encode_bind(
+    statement: &str,
+    x: &Extended<'_>,
+    result_formats: &[i16],
+    out: &mut BytesMut,
+) -> io::Result<()> {
+    frontend::bind(
+        "",
+        statement,
+        x.param_formats.iter().copied(),
+        x.params.iter(),
+        |v, buf| match v {
+            Some(b) => {
+                buf.put_slice(b);
+                Ok(postgres_protocol::IsNull::No)
+            }
+            None => Ok(postgres_protocol::IsNull::Yes),
+        },
+        result_formats.iter().copied(),
+        out,
+    )
+    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "parameter too large to bind"))
 }
 
 /// Parse with the SQL as raw bytes (captured SQL need not be UTF-8).
