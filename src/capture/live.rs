@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use super::fingerprint::Shape;
 use crate::proxy::event::StatementEvent;
 
-/// Distinct SQL texts (and fingerprints) remembered for `SHOW STATS`; past
+/// Fingerprints remembered for `SHOW STATS`; past
 /// this the table starts afresh rather than grow without bound.
 const MAX_ENTRIES: usize = 10_000;
 
