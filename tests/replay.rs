@@ -40,7 +40,7 @@ fn client_authenticates_with_trust_md5_scram_and_tls() {
                 .await
                 .unwrap();
             assert_eq!(
-                (out.command_tag.as_str(), out.rows(), out.error.as_ref()),
+                (&*out.command_tag, out.rows(), out.error.as_ref()),
                 ("SELECT 1", 1, None)
             );
             assert_eq!(&out.columns[..], &[("ssl".to_string(), 16)]);

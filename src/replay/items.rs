@@ -4,11 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt32Type};
 
 use super::plan::{Filter, Item, PlanError, SessionKey, is_read_only, key};
-use super::results::Captured;
+use super::results::{Captured, Params};
 use crate::capture::reader::Scan;
 use crate::capture::{Capture, col};
 
@@ -57,6 +58,32 @@ pub struct Items {
     /// Sessions excluded by --application (decided at their connect).
     excluded: HashSet<SessionKey>,
     pending: std::vec::IntoIter<Item>,
+    words: Words,
+}
+
+/// Shared copies of the short strings statements repeat (command tags,
+/// SQLSTATEs), up to a bound: a capture of `INSERT 0 n` with ever new `n`
+/// costs an allocation per statement, never unbounded memory.
+#[derive(Default)]
+struct Words(HashMap<Box<str>, Arc<str>>);
+
+impl Words {
+    const MAX: usize = 4096;
+
+    fn get(&mut self, a: &StringArray, i: usize) -> Option<Arc<str>> {
+        if a.is_null(i) {
+            return None;
+        }
+        let w = a.value(i);
+        if let Some(s) = self.0.get(w) {
+            return Some(s.clone());
+        }
+        let s: Arc<str> = w.into();
+        if self.0.len() < Self::MAX {
+            self.0.insert(w.into(), s.clone());
+        }
+        Some(s)
+    }
 }
 
 pub fn items(cap: &Capture, filter: Filter) -> Items {
@@ -67,6 +94,7 @@ pub fn items(cap: &Capture, filter: Filter) -> Items {
         shapes: HashMap::new(),
         excluded: HashSet::new(),
         pending: Vec::new().into_iter(),
+        words: Words::default(),
     }
 }
 
@@ -184,28 +212,25 @@ impl Items {
                     if *f.last_sql != *text {
                         f.last_sql = text.into();
                     }
-                    let list_u32 = |l: &arrow::array::ListArray| -> Vec<u32> {
+                    // Slices of the batch's buffers: no copy per statement.
+                    let list_u32 = |l: &arrow::array::ListArray| -> ScalarBuffer<u32> {
                         if l.is_null(i) {
-                            vec![]
+                            ScalarBuffer::from(Vec::new())
                         } else {
-                            l.value(i).as_primitive::<UInt32Type>().values().to_vec()
+                            l.value(i).as_primitive::<UInt32Type>().values().clone()
                         }
                     };
-                    let list_i16 = |l: &arrow::array::ListArray| -> Vec<i16> {
+                    let list_i16 = |l: &arrow::array::ListArray| -> ScalarBuffer<i16> {
                         if l.is_null(i) {
-                            vec![]
+                            ScalarBuffer::from(Vec::new())
                         } else {
-                            l.value(i).as_primitive::<Int16Type>().values().to_vec()
+                            l.value(i).as_primitive::<Int16Type>().values().clone()
                         }
                     };
                     let values = if pvalues.is_null(i) {
-                        vec![]
+                        Params::default()
                     } else {
-                        let v = pvalues.value(i);
-                        let v = v.as_binary::<i32>();
-                        (0..v.len())
-                            .map(|j| (!v.is_null(j)).then(|| v.value(j).to_vec()))
-                            .collect()
+                        Params::from_array(pvalues.value(i).as_binary::<i32>().clone())
                     };
                     let captured = Captured {
                         session_id: k.1,
@@ -230,11 +255,11 @@ impl Items {
                         } else {
                             max_rows.value(i)
                         },
-                        command_tag: opt_str(tag, i),
+                        command_tag: self.words.get(tag, i),
                         rows: if rows.is_null(i) { 0 } else { rows.value(i) },
                         ordered_hash: if oh.is_null(i) { 0 } else { oh.value(i) },
                         unordered_hash: if uh.is_null(i) { 0 } else { uh.value(i) },
-                        sqlstate: opt_str(state, i),
+                        sqlstate: self.words.get(state, i),
                     };
                     let named = !name.is_null(i) && !name.value(i).is_empty();
                     out.push(Item::Statement {

@@ -8,9 +8,11 @@
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int16Builder, Int32Builder, Int64Builder, ListBuilder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanBuilder, Int16Builder, Int32Builder,
+    Int64Builder, ListBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    UInt32Builder,
 };
+use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 mod writer;
@@ -94,17 +96,56 @@ pub struct Captured {
     /// `simple` or `extended`.
     pub protocol: &'static str,
     pub read_only: bool,
-    pub param_types: Vec<u32>,
-    pub param_formats: Vec<i16>,
-    pub param_values: Vec<Option<Vec<u8>>>,
-    pub result_formats: Vec<i16>,
+    /// The list columns below are slices of the capture's own Arrow
+    /// buffers: streaming a capture copies no parameter.
+    pub param_types: ScalarBuffer<u32>,
+    pub param_formats: ScalarBuffer<i16>,
+    pub param_values: Params,
+    pub result_formats: ScalarBuffer<i16>,
     pub max_rows: i32,
-    pub command_tag: Option<String>,
+    /// Tags and SQLSTATEs repeat: shared, not allocated per statement.
+    pub command_tag: Option<Arc<str>>,
     pub rows: i64,
     pub ordered_hash: i64,
     pub unordered_hash: i64,
-    pub sqlstate: Option<String>,
+    pub sqlstate: Option<Arc<str>>,
 }
+
+/// A statement's captured parameter values (NULL as `None`).
+#[derive(Debug, Clone, Default)]
+pub struct Params(Option<BinaryArray>);
+
+impl Params {
+    /// A slice of a capture's `param_values` list entry.
+    pub fn from_array(values: BinaryArray) -> Params {
+        Params(Some(values))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |a| a.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Option<&[u8]>> {
+        self.0.iter().flat_map(|a| a.iter())
+    }
+}
+
+impl<T: AsRef<[u8]>> FromIterator<Option<T>> for Params {
+    fn from_iter<I: IntoIterator<Item = Option<T>>>(values: I) -> Params {
+        Params(Some(values.into_iter().collect()))
+    }
+}
+
+impl PartialEq for Params {
+    fn eq(&self, o: &Params) -> bool {
+        self.iter().eq(o.iter())
+    }
+}
+impl Eq for Params {}
 
 /// One row of a results file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +159,7 @@ pub struct ResultRow {
     pub duration_us: i64,
     pub status: Status,
     pub reason: Option<String>,
-    pub command_tag: Option<String>,
+    pub command_tag: Option<Arc<str>>,
     pub rows: i64,
     pub ordered_hash: i64,
     pub unordered_hash: i64,
@@ -269,8 +310,8 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         ptypes.append(true);
         pformats.values().append_slice(&c.param_formats);
         pformats.append(true);
-        for v in &c.param_values {
-            pvalues.values().append_option(v.as_deref());
+        for v in c.param_values.iter() {
+            pvalues.values().append_option(v);
         }
         pvalues.append(true);
         rformats.values().append_slice(&c.result_formats);

@@ -185,7 +185,7 @@ pub async fn replay(
         let ro_sessions = outline.read_only_sessions.clone();
         let thread = std::thread::Builder::new().name("pgtape-dispatch".into());
         thread.spawn(move || -> anyhow::Result<()> {
-            let mut sessions: HashMap<SessionKey, Vec<mpsc::Sender<Arc<Item>>>> = HashMap::new();
+            let mut sessions: HashMap<SessionKey, Vec<mpsc::Sender<Item>>> = HashMap::new();
             let spawn = |key: &SessionKey| {
                 let copies = if scale > 1 && ro_sessions.contains(key) {
                     scale
@@ -222,18 +222,23 @@ pub async fn replay(
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let item = Arc::new(item?);
-                let key = match &*item {
+                let item = item?;
+                let key = match &item {
                     Item::Connect { key, .. }
                     | Item::Statement { key, .. }
                     | Item::Disconnect { key, .. } => key.clone(),
                 };
+                let disconnect = matches!(item, Item::Disconnect { .. });
                 let senders = sessions.entry(key.clone()).or_insert_with(|| spawn(&key));
-                for tx in senders.iter() {
-                    // Blocks only when a session is far ahead of its schedule.
-                    let _ = tx.blocking_send(item.clone());
+                // Blocks only when a session is far ahead of its schedule (or,
+                // with --max-rate, of its server).
+                if let Some((last, others)) = senders.split_last() {
+                    for tx in others {
+                        let _ = tx.blocking_send(item.clone());
+                    }
+                    let _ = last.blocking_send(item);
                 }
-                if matches!(&*item, Item::Disconnect { .. }) {
+                if disconnect {
                     sessions.remove(&key);
                 }
             }

@@ -76,7 +76,10 @@ struct Conn {
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Arc<Item>>) {
+/// Most items a session takes from its channel at once.
+const ITEM_RUN: usize = 64;
+
+pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
     let mut conns: Vec<Conn> = spec
         .sides
         .iter()
@@ -88,40 +91,46 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Arc<Item>>) {
         })
         .collect();
     let mut startup: Option<(String, Vec<(String, String)>)> = None;
-    while let Some(item) = rx.recv().await {
-        match &*item {
-            Item::Connect {
-                ts_us,
-                user,
-                params,
-                ..
-            } => {
-                spec.clock.wait(spec.clock.due(*ts_us, spec.delay)).await;
-                startup = Some((user.clone(), params.clone()));
-                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                    connect(side, conn, &spec, startup.as_ref()).await;
-                }
-            }
-            Item::Statement {
-                captured, named, ..
-            } => {
-                let due = spec.clock.due(captured.ts_us, spec.delay);
-                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                    if conn.client.is_none() && conn.dead.is_none() {
+    // Items are taken from the channel in runs: one wake-up of this task, and
+    // of a dispatcher waiting for room, per run rather than per statement.
+    let mut queued = Vec::with_capacity(ITEM_RUN);
+    'session: while rx.recv_many(&mut queued, ITEM_RUN).await > 0 {
+        for item in queued.drain(..) {
+            match &item {
+                Item::Connect {
+                    ts_us,
+                    user,
+                    params,
+                    ..
+                } => {
+                    spec.clock.wait(spec.clock.due(*ts_us, spec.delay)).await;
+                    startup = Some((user.clone(), params.clone()));
+                    for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
                         connect(side, conn, &spec, startup.as_ref()).await;
                     }
                 }
-                let skip = spec.blocked.or_else(|| copy_in_reason(captured));
-                if let Some(reason) = skip {
+                Item::Statement {
+                    captured, named, ..
+                } => {
+                    let due = spec.clock.due(captured.ts_us, spec.delay);
                     for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                        not_replayed(side, conn, &spec, captured, due, reason.to_string()).await;
+                        if conn.client.is_none() && conn.dead.is_none() {
+                            connect(side, conn, &spec, startup.as_ref()).await;
+                        }
                     }
-                    continue;
+                    let skip = spec.blocked.or_else(|| copy_in_reason(captured));
+                    if let Some(reason) = skip {
+                        for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                            not_replayed(side, conn, &spec, captured, due, reason.to_string())
+                                .await;
+                        }
+                        continue;
+                    }
+                    spec.clock.wait(due).await;
+                    run_statement(&spec, &mut conns, captured, *named, due).await;
                 }
-                spec.clock.wait(due).await;
-                run_statement(&spec, &mut conns, captured, *named, due).await;
+                Item::Disconnect { .. } => break 'session,
             }
-            Item::Disconnect { .. } => break,
         }
     }
     for (side, mut conn) in spec.sides.iter().zip(conns) {
@@ -258,12 +267,23 @@ async fn execute(client: &mut Client, c: &Captured, named: bool) -> std::io::Res
     if c.protocol == "simple" {
         return client.simple(c.sql.as_bytes()).await;
     }
-    let params: Vec<Option<&[u8]>> = c.param_values.iter().map(|v| v.as_deref()).collect();
+    // Parameters as slices, on the stack unless there are very many.
+    let mut few = [None; 32];
+    let many: Vec<Option<&[u8]>>;
+    let params = if c.param_values.len() <= few.len() {
+        for (slot, v) in few.iter_mut().zip(c.param_values.iter()) {
+            *slot = v;
+        }
+        &few[..c.param_values.len()]
+    } else {
+        many = c.param_values.iter().collect();
+        &many[..]
+    };
     let x = Extended {
         sql: c.sql.as_bytes(),
         param_oids: &c.param_types,
         param_formats: &c.param_formats,
-        params: &params,
+        params,
         result_formats: &c.result_formats,
         max_rows: c.max_rows,
         named,

@@ -99,20 +99,20 @@ pub fn replay_pair(source: &Cluster, target: &Cluster, stmts: &[Stmt], dir: &Pat
                     .trim_start()
                     .to_ascii_uppercase()
                     .starts_with("SELECT"),
-                param_types: vec![0; s.params.len()],
-                param_formats: vec![],
+                param_types: vec![0; s.params.len()].into(),
+                param_formats: Vec::new().into(),
                 param_values: s
                     .params
                     .iter()
                     .map(|p| Some(p.clone().into_bytes()))
                     .collect(),
-                result_formats: vec![],
+                result_formats: Vec::new().into(),
                 max_rows: 0,
                 command_tag: (!c.command_tag.is_empty()).then(|| c.command_tag.clone()),
                 rows: c.rows() as i64,
                 ordered_hash: c.hash.ordered as i64,
                 unordered_hash: c.hash.unordered as i64,
-                sqlstate: c.error.as_ref().map(|e| e.0.clone()),
+                sqlstate: c.error.as_ref().map(|e| e.0.as_str().into()),
             });
             let at = t0.elapsed().as_micros() as i64;
             let (o, us) = run(&mut src, s).await;

@@ -64,6 +64,7 @@ impl Client {
             out: BytesMut::new(),
             prepared: HashSet::new(),
             described: HashMap::new(),
+            last_tag: Default::default(),
         };
         let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
         for (k, v) in params {

@@ -35,7 +35,8 @@ use crate::wire::stream::Stream;
 /// What one statement returned, reduced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    pub command_tag: String,
+    /// Shared with the connection's previous statement when it is the same.
+    pub command_tag: Arc<str>,
     pub hash: RowHash,
     /// Column names and type OIDs from RowDescription (shared by every
     /// execution of a prepared statement).
@@ -86,6 +87,8 @@ pub struct Client {
     /// Result columns of prepared statements by (statement, result formats):
     /// described once per connection, as drivers do.
     described: HashMap<u64, Arc<[(String, u32)]>>,
+    /// The last CommandComplete tag, reused while statements repeat it.
+    last_tag: Arc<str>,
 }
 
 impl Client {
@@ -226,9 +229,11 @@ impl Client {
                         b'D' => out.hash.add(body),
                         b'T' => out.columns = row_description(body).into(),
                         b'C' => {
-                            out.command_tag =
-                                String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body))
-                                    .into_owned();
+                            let tag = body.strip_suffix(&[0]).unwrap_or(body);
+                            if tag != self.last_tag.as_bytes() {
+                                self.last_tag = String::from_utf8_lossy(tag).into();
+                            }
+                            out.command_tag = self.last_tag.clone();
                             if paged {
                                 stop = Some(Stop::Completed);
                             }

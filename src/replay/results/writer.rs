@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
-use super::{RESULTS_SCHEMA_VERSION, ResultRow, VERSION_KEY, results_schema, to_batch};
+use super::{RESULTS_SCHEMA_VERSION, ResultRow, VERSION_KEY, col, results_schema, to_batch};
 
 /// Writes one side's results file, a batch at a time (`.tmp`, renamed on finish).
 pub struct ResultWriter {
@@ -18,6 +19,23 @@ pub struct ResultWriter {
     pending: Vec<ResultRow>,
     pub rows: u64,
 }
+
+/// Columns (Parquet paths) written without a dictionary.
+const UNIQUE_COLUMNS: &[&[&str]] = &[
+    &[col::SEQ],
+    &[col::PARAM_VALUES, "list", "item"],
+    &[col::CAPTURED_TS],
+    &[col::CAPTURED_DURATION_US],
+    &[col::CAPTURED_ORDERED_HASH],
+    &[col::CAPTURED_UNORDERED_HASH],
+    &[col::SCHEDULED_US],
+    &[col::STARTED_US],
+    &[col::LAG_US],
+    &[col::STARTED_AT],
+    &[col::DURATION_US],
+    &[col::ORDERED_HASH],
+    &[col::UNORDERED_HASH],
+];
 
 /// Rows per Parquet row group of a results file.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -34,13 +52,21 @@ impl ResultWriter {
         let file = File::create(&tmp).map_err(|e| ResultsError::io(&tmp, e))?;
         let mut kv = vec![(VERSION_KEY.to_string(), RESULTS_SCHEMA_VERSION.to_string())];
         kv.extend(metadata.iter().cloned());
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(3).expect("valid level"),
             ))
             // A row group is held encoded in memory until it is written:
             // 128 Ki rows keeps a long replay's memory close to a short one's.
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        // Timings, hashes and parameter values are all but unique per row:
+        // a dictionary for them only costs a hash per value until it
+        // overflows. The repeated columns (SQL, fingerprint, tags) keep theirs.
+        for path in UNIQUE_COLUMNS {
+            let path = ColumnPath::new(path.iter().map(|p| p.to_string()).collect());
+            props = props.set_column_dictionary_enabled(path, false);
+        }
+        let props = props
             .set_key_value_metadata(Some(
                 kv.into_iter()
                     .map(|(k, v)| parquet::file::metadata::KeyValue::new(k, v))
