@@ -231,6 +231,7 @@ async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         window: (None, None),
         scale: 1,
         max_connections: 200,
+        threads: None,
         pace: crate::replay::run::Pace::Independent,
         user_map: vec![],
         metrics: None,

@@ -15,6 +15,7 @@
 //! - [`demo`]: the whole story on one machine, one command.
 //! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
 //! - [`redis_server`]: throw-away redis-server processes (tests, demo).
+//! - [`workers`]: thread-per-core runtimes that proxy and replay sessions are spread over.
 //! - [`cli`]: the command line, validated into each command's configuration.
 //! - [`logging`]: tracing to stderr, text or JSON.
 
@@ -30,4 +31,5 @@ pub mod redis_server;
 pub mod replay;
 pub mod report;
 pub mod wire;
+pub mod workers;
 pub mod workload;

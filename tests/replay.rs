@@ -593,3 +593,74 @@ fn a_lost_connection_marks_the_rest_of_its_session_not_replayed() {
         t.not_replayed_reasons
     );
 }
+
+/// With a target, `pgtape replay` ends with the diff: the verdict is written
+/// to --report and gives the exit code, as `pgtape report RESULTS` would.
+#[test]
+fn replay_with_a_target_ends_with_the_verdict_and_its_exit_code() {
+    let mut a = cluster(&ClusterOptions::default());
+    run_ok(&mut psql(
+        a.port(),
+        &[
+            "-c",
+            "CREATE TABLE t (id int PRIMARY KEY, v text); \
+             INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g",
+        ],
+    ));
+    let same = a.duplicate().unwrap();
+    let changed = a.duplicate().unwrap();
+    run_ok(&mut psql(
+        changed.port(),
+        &["-c", "UPDATE t SET v = 'changed' WHERE id = 7"],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let capture = record(&a, dir.path(), |port| {
+        run_ok(&mut psql(
+            port,
+            &[
+                "-c",
+                "SELECT v FROM t WHERE id = 7",
+                "-c",
+                "SELECT count(*) FROM t",
+            ],
+        ));
+    });
+    let run = |target: &Cluster, report: &Path| -> i32 {
+        let argv = [
+            "pgtape",
+            "replay",
+            &capture.display().to_string(),
+            "--source",
+            &a.url("postgres"),
+            "--target",
+            &target.url("postgres"),
+            "--results",
+            &dir.path().join("results").display().to_string(),
+            "--max-rate",
+            "--fail-on",
+            "divergence",
+            "--report",
+            &report.display().to_string(),
+        ];
+        let cli = <pgtape::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let pgtape::cli::Command::Replay(args) = cli.command else {
+            panic!("replay args")
+        };
+        pgtape::replay::main(args).unwrap()
+    };
+    let pass = dir.path().join("pass.json");
+    assert_eq!(run(&same, &pass), 0);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pass).unwrap()).unwrap();
+    assert_eq!(
+        (&v["verdict"], &v["passed"]),
+        (&"pass".into(), &true.into())
+    );
+    let fail = dir.path().join("fail.md");
+    assert_eq!(run(&changed, &fail), 1, "a changed row fails the verdict");
+    let md = std::fs::read_to_string(&fail).unwrap();
+    assert!(
+        md.contains("❌") && md.contains("SELECT v FROM t WHERE id = "),
+        "{md}"
+    );
+}

@@ -6,7 +6,6 @@
 //! - [`tap`]: pairs requests with replies and emits statement events.
 //! - [`event`]: the events and the bounded channel to the recorder.
 //! - [`admin`]: the admin console (database `pgtape`), served with pgwire.
-//! - [`workers`]: thread-per-core runtimes the sessions are spread over.
 
 pub mod admin;
 mod admin_show;
@@ -15,7 +14,6 @@ pub mod pump;
 pub mod server;
 pub mod session;
 pub mod tap;
-pub mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -180,10 +178,11 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
     let threads = match args.threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        None => crate::workers::default_threads(),
     };
-    let workers = workers::Spawner::Pool(
-        workers::WorkerPool::start(threads).context("cannot start the forwarding threads")?,
+    let workers = crate::workers::Spawner::Pool(
+        crate::workers::WorkerPool::start(threads, "pgtape-fwd")
+            .context("cannot start the forwarding threads")?,
     );
     // The acceptor, the metrics endpoint and the shutdown signal.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::ProxyConfig;
 use super::session;
-use super::workers::Spawner;
+use crate::workers::Spawner;
 
 /// Serves `listener` on the current runtime until `shutdown` resolves, then
 /// drains sessions for at most `grace`.

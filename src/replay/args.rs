@@ -65,6 +65,9 @@ pub struct ReplayArgs {
     /// Connections per side at most.
     #[arg(long, default_value_t = 100)]
     pub max_connections: usize,
+    /// Threads the replayed sessions run on (default: half the cores, at least one).
+    #[arg(long)]
+    pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = Pace::Independent)]
     pub pace: Pace,
     /// Map captured users to replay users: `app=replay_app,batch=replay_batch`.
@@ -93,6 +96,8 @@ pub struct ReplayConfig {
     pub window: (Option<String>, Option<String>),
     pub scale: u32,
     pub max_connections: usize,
+    /// Session threads; `None` runs sessions on the caller's runtime.
+    pub threads: Option<usize>,
     pub pace: Pace,
     pub user_map: Vec<(String, String)>,
     pub metrics: Option<std::net::SocketAddr>,
@@ -115,6 +120,9 @@ impl ReplayConfig {
         }
         if a.max_connections == 0 {
             bail!("--max-connections must be at least 1");
+        }
+        if a.threads == Some(0) {
+            bail!("--threads must be at least 1");
         }
         let user_map = a
             .user_map
@@ -141,6 +149,7 @@ impl ReplayConfig {
             window: (a.from.clone(), a.until.clone()),
             scale: a.scale,
             max_connections: a.max_connections,
+            threads: Some(a.threads.unwrap_or_else(crate::workers::default_threads)),
             pace: a.pace,
             user_map,
             metrics: a.metrics,

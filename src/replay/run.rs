@@ -3,11 +3,12 @@
 //! writer thread per side writes the results files and keeps the summary.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::args::resolve_time;
@@ -20,19 +21,53 @@ use super::summary::{ReplaySummary, SideStats};
 use super::timer::Timer;
 use super::worker::{Clock, SessionSpec, SideCtx, run_session};
 use crate::cli::exit;
+use crate::workers::WorkerPool;
 
-/// `pgtape replay`: exit 0 when the replay ran (verdicts come from the diff).
+/// `pgtape replay`: exit 0 when the replay ran (and, with a target, passed).
+///
+/// With a target, the replay ends with the diff: its verdict is printed
+/// after the sides (and kept in the JSON), written to `--report`, and gives
+/// the exit code, as `pgtape report RESULTS_DIR` would.
 pub fn main(args: ReplayArgs) -> anyhow::Result<i32> {
     let cfg = ReplayConfig::from_args(&args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Bad diff flags fail before anything is replayed.
+    let diff = args.diff.config()?;
+    if args.report.is_some() && cfg.target.is_none() {
+        bail!("--report writes the verdict of source against target: add --target URL");
+    }
+    // Sessions run on their own workers; this runtime only watches them.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let summary = rt.block_on(replay(&cfg, crate::cli::shutdown_signal()))?;
-    match args.format {
-        Format::Table => print!("{}", summary.table()),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+    let mut summary = rt.block_on(replay(&cfg, crate::cli::shutdown_signal()))?;
+    let mut code = exit::OK;
+    if let Some(target) = &cfg.target {
+        let v = rt.block_on(crate::diff::run_diff(
+            &cfg.results,
+            &diff,
+            Some((&cfg.source, target)),
+        ))?;
+        if let Some(path) = &args.report {
+            crate::report::verdict::write_report(&v, path)
+                .with_context(|| format!("--report {}", path.display()))?;
+        }
+        code = v.exit_code;
+        summary.verdict = Some(v);
     }
-    Ok(exit::OK)
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        Format::Table => {
+            write!(out, "{}", summary.table())?;
+            if let Some(v) = &summary.verdict {
+                writeln!(out)?;
+                crate::report::verdict::render(v, crate::report::Format::Table, &mut out)?;
+            }
+        }
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?,
+    }
+    out.flush()?;
+    Ok(code)
 }
 
 /// Raises the open-file limit to what `needed` connections take, or says why not.
@@ -175,7 +210,19 @@ pub async fn replay(
     let blocked = outline
         .params_redacted
         .then_some("parameters were redacted at capture (--redact-params)");
-    let handle = tokio::runtime::Handle::current();
+    // Sessions run on their own thread-per-core workers (`--threads`), or on
+    // the caller's runtime.
+    // The pool outlives the dispatcher: it is dropped (its threads joined)
+    // once every session has ended.
+    let pool = cfg
+        .threads
+        .map(|n| WorkerPool::start(n, "pgtape-replay").map(Arc::new))
+        .transpose()
+        .context("cannot start the replay threads")?;
+    let spawner = match &pool {
+        Some(p) => Spawner::Pool(p.clone()),
+        None => Spawner::Ambient(tokio::runtime::Handle::current()),
+    };
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dispatcher = {
@@ -209,7 +256,7 @@ pub async fn replay(
                             blocked,
                         };
                         let alive = alive_tx.clone();
-                        handle.spawn(async move {
+                        spawner.spawn(async move {
                             run_session(spec, rx).await;
                             drop(alive);
                         });
@@ -267,6 +314,10 @@ pub async fn replay(
             .map_err(|_| anyhow::anyhow!("a results writer panicked"))??;
         summaries.push(stats.finish());
     }
+    if let Some(pool) = pool {
+        // Every session has ended (their result channels are closed).
+        tokio::task::spawn_blocking(move || drop(pool)).await?;
+    }
     Ok(ReplaySummary {
         capture: cfg.capture.display().to_string(),
         results: cfg.results.display().to_string(),
@@ -280,6 +331,23 @@ pub async fn replay(
         sides: summaries,
         verdict: None,
     })
+}
+
+/// Where the dispatcher starts sessions.
+enum Spawner {
+    Pool(Arc<WorkerPool>),
+    Ambient(tokio::runtime::Handle),
+}
+
+impl Spawner {
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        match self {
+            Spawner::Pool(p) => p.spawn_task(task),
+            Spawner::Ambient(h) => {
+                h.spawn(task);
+            }
+        }
+    }
 }
 
 /// A progress line on stderr when it is a terminal.

@@ -1,10 +1,10 @@
-//! Thread-per-core forwarding: each worker thread runs its own single-threaded
-//! tokio runtime, and every session lives on one worker from accept to close.
+//! Thread-per-core sessions: each worker thread runs its own single-threaded
+//! tokio runtime, and every session lives on one worker from start to end.
 //!
-//! A session's two pumps, its tap and its sockets then never cross threads:
-//! no work stealing, no cross-thread wake-up per message, no lock shared
-//! between sessions. The acceptor hands each new connection to the worker
-//! serving the fewest sessions.
+//! A proxy session's two pumps, its tap and its sockets, or a replay
+//! session's connections, then never cross threads: no work stealing, no
+//! cross-thread wake-up per message, no lock shared between sessions. Each new
+//! session goes to the worker serving the fewest.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,13 +46,21 @@ impl Spawner {
     }
 }
 
+/// The default worker count: half the cores, at least one. The other half
+/// is left to the rest of the process (the recorder, the dispatcher and
+/// results writers) and, on one machine, to the PostgreSQL backends.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 /// N threads, each with a current-thread runtime.
 pub struct WorkerPool {
     workers: Vec<Worker>,
 }
 
 impl WorkerPool {
-    pub fn start(threads: usize) -> std::io::Result<WorkerPool> {
+    /// Starts `threads` workers (at least one), named `{name}-0`, `{name}-1`, ….
+    pub fn start(threads: usize, name: &str) -> std::io::Result<WorkerPool> {
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -61,7 +69,7 @@ impl WorkerPool {
             let handle = rt.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
             let thread = std::thread::Builder::new()
-                .name(format!("pgtape-fwd-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
                     // Sessions run while this blocks; dropping the runtime
                     // afterwards closes whatever is still open.
@@ -77,16 +85,29 @@ impl WorkerPool {
         Ok(WorkerPool { workers })
     }
 
-    fn spawn<F, Fut>(&self, tcp: tokio::net::TcpStream, make: F)
+    /// Runs `task` on the worker serving the fewest sessions.
+    pub fn spawn_task<F>(&self, task: F)
     where
-        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
     {
         let w = self
             .workers
             .iter()
             .min_by_key(|w| w.sessions.load(Ordering::Relaxed))
             .expect("at least one worker");
+        let count = w.sessions.clone();
+        count.fetch_add(1, Ordering::Relaxed);
+        w.handle.spawn(async move {
+            let _done = Leave(count);
+            task.await
+        });
+    }
+
+    fn spawn<F, Fut>(&self, tcp: tokio::net::TcpStream, make: F)
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         // The socket leaves the acceptor's reactor and joins the worker's.
         let std = match tcp.into_std() {
             Ok(s) => s,
@@ -95,10 +116,7 @@ impl WorkerPool {
                 return;
             }
         };
-        let count = w.sessions.clone();
-        count.fetch_add(1, Ordering::Relaxed);
-        w.handle.spawn(async move {
-            let _done = Leave(count);
+        self.spawn_task(async move {
             match tokio::net::TcpStream::from_std(std) {
                 Ok(tcp) => make(tcp).await,
                 Err(e) => tracing::warn!("cannot register a connection with its worker: {e}"),
@@ -140,7 +158,7 @@ mod tests {
     /// the pool and not on the acceptor's.
     #[test]
     fn sessions_spread_over_worker_threads() {
-        let pool = Spawner::Pool(WorkerPool::start(2).unwrap());
+        let pool = Spawner::Pool(WorkerPool::start(2, "pgtape-fwd").unwrap());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
