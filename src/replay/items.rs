@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt32Type};
 
 use super::plan::{Filter, Item, PlanError, SessionKey, is_read_only, key};
@@ -212,25 +211,31 @@ impl Items {
                     if *f.last_sql != *text {
                         f.last_sql = text.into();
                     }
-                    // Slices of the batch's buffers: no copy per statement.
-                    let list_u32 = |l: &arrow::array::ListArray| -> ScalarBuffer<u32> {
-                        if l.is_null(i) {
-                            ScalarBuffer::from(Vec::new())
-                        } else {
-                            l.value(i).as_primitive::<UInt32Type>().values().clone()
-                        }
+                    // Slices of the batch's buffers: no copy, no allocation.
+                    let range = |l: &arrow::array::ListArray| {
+                        let o = l.value_offsets();
+                        let start = o[i] as usize;
+                        (start, o[i + 1] as usize - start)
                     };
-                    let list_i16 = |l: &arrow::array::ListArray| -> ScalarBuffer<i16> {
-                        if l.is_null(i) {
-                            ScalarBuffer::from(Vec::new())
-                        } else {
-                            l.value(i).as_primitive::<Int16Type>().values().clone()
-                        }
+                    let list_u32 = |l: &arrow::array::ListArray| {
+                        let (at, len) = range(l);
+                        l.values()
+                            .as_primitive::<UInt32Type>()
+                            .values()
+                            .slice(at, len)
+                    };
+                    let list_i16 = |l: &arrow::array::ListArray| {
+                        let (at, len) = range(l);
+                        l.values()
+                            .as_primitive::<Int16Type>()
+                            .values()
+                            .slice(at, len)
                     };
                     let values = if pvalues.is_null(i) {
                         Params::default()
                     } else {
-                        Params::from_array(pvalues.value(i).as_binary::<i32>().clone())
+                        let (at, len) = range(pvalues);
+                        Params::from_array(pvalues.values().as_binary::<i32>().slice(at, len))
                     };
                     let captured = Captured {
                         session_id: k.1,

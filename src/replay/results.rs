@@ -235,10 +235,13 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         Int64Builder::new(),
     );
     let mut clone = Int32Builder::new();
+    // The SQL columns copy every row's text: sized once from the first row
+    // rather than regrown as the batch fills.
+    let text = |f: fn(&Captured) -> usize| rows.first().map_or(0, |r| f(&r.captured) * n * 5 / 4);
     let (mut norm, mut sql, mut proto) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
+        StringBuilder::with_capacity(n, text(|c| c.normalized_sql.len())),
+        StringBuilder::with_capacity(n, text(|c| c.sql.len())),
+        StringBuilder::with_capacity(n, n * 8),
     );
     let mut read_only = BooleanBuilder::new();
     let mut ptypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new(

@@ -54,7 +54,7 @@ impl ResultWriter {
         kv.extend(metadata.iter().cloned());
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid level"),
+                ZstdLevel::try_new(1).expect("valid level"),
             ))
             // A row group is held encoded in memory until it is written:
             // 128 Ki rows keeps a long replay's memory close to a short one's.
