@@ -232,6 +232,7 @@ async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         scale: 1,
         max_connections: 200,
         threads: None,
+        connect_ahead: Duration::ZERO,
         pace: crate::replay::run::Pace::Independent,
         user_map: vec![],
         metrics: None,

@@ -65,6 +65,10 @@ pub struct ReplayArgs {
     /// Connections per side at most.
     #[arg(long, default_value_t = 100)]
     pub max_connections: usize,
+    /// Open each connection this long before its recorded connect (`100ms`),
+    /// so a new backend's start-up is not counted as its first statements' lag.
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    pub connect_ahead: Option<std::time::Duration>,
     /// Threads the replayed sessions run on (default: half the cores, at least one).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -96,6 +100,7 @@ pub struct ReplayConfig {
     pub window: (Option<String>, Option<String>),
     pub scale: u32,
     pub max_connections: usize,
+    pub connect_ahead: std::time::Duration,
     /// Session threads; `None` runs sessions on the caller's runtime.
     pub threads: Option<usize>,
     pub pace: Pace,
@@ -120,6 +125,11 @@ impl ReplayConfig {
         }
         if a.max_connections == 0 {
             bail!("--max-connections must be at least 1");
+        }
+        if a.max_rate && a.connect_ahead.is_some() {
+            bail!(
+                "--connect-ahead applies to a paced replay (--speed); --max-rate connects each session when its first item arrives"
+            );
         }
         if a.threads == Some(0) {
             bail!("--threads must be at least 1");
@@ -149,6 +159,7 @@ impl ReplayConfig {
             window: (a.from.clone(), a.until.clone()),
             scale: a.scale,
             max_connections: a.max_connections,
+            connect_ahead: a.connect_ahead.unwrap_or_default(),
             threads: Some(a.threads.unwrap_or_else(crate::workers::default_threads)),
             pace: a.pace,
             user_map,

@@ -4,7 +4,7 @@
 //! - [`client`]: the wire-level client that replays statements faithfully.
 //! - [`plan`]: filters and the sizing pass over a capture.
 //! - [`items`]: the capture as a stream of connect, statement and disconnect items.
-//! - [`timer`]: the precise timer behind the schedule.
+//! - [`timer`]: the replay clock and the precise timer behind it.
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
 //! - [`summary`]: per-side counts, lag and latency; table and JSON.

@@ -18,8 +18,9 @@ use super::conn_opts::ConnOpts;
 use super::plan::{self, Filter, Item, SessionKey};
 use super::results::ResultWriter;
 use super::summary::{ReplaySummary, SideStats};
+use super::timer::Clock;
 use super::timer::Timer;
-use super::worker::{Clock, SessionSpec, SideCtx, run_session};
+use super::worker::{SessionSpec, SideCtx, run_session};
 use crate::cli::exit;
 use crate::workers::WorkerPool;
 
@@ -199,13 +200,15 @@ pub async fn replay(
             metrics: crate::metrics::replay::SideMetrics::new(name),
         }));
     }
+    // A short lead lets the first sessions connect on time.
+    let lead = Duration::from_millis(50) + cfg.connect_ahead;
     let clock = Clock {
         timer: Timer::start(),
-        // A short lead lets the first sessions connect on time.
-        t0: Instant::now() + Duration::from_millis(50),
-        t0_wall_us: crate::proxy::pump::now_us() + 50_000,
+        t0: Instant::now() + lead,
+        t0_wall_us: crate::proxy::pump::now_us() + lead.as_micros() as i64,
         capture_start_us: outline.start_us,
         speed: cfg.speed,
+        connect_ahead: cfg.connect_ahead,
     };
     let blocked = outline
         .params_redacted

@@ -1,6 +1,7 @@
-//! A precise timer for the replay schedule: one thread holds every pending
-//! deadline in a heap and wakes the waiting task when it is due. Tokio's own
-//! timer ticks in whole milliseconds; this one keeps statements within tens of
+//! The replay's clock ([`Clock`]: when each connect and statement is due)
+//! and the precise timer behind it: one thread holds every pending deadline in
+//! a heap and wakes the waiting task when it is due. Tokio's own timer ticks
+//! in whole milliseconds; this one keeps statements within tens of
 //! microseconds of their schedule without a thread or a spin per statement.
 
 use std::cmp::Reverse;
@@ -165,6 +166,42 @@ impl Future for Sleep {
     }
 }
 
+/// The replay clock shared by every session.
+#[derive(Clone)]
+pub struct Clock {
+    pub timer: Timer,
+    pub t0: Instant,
+    pub t0_wall_us: i64,
+    pub capture_start_us: i64,
+    /// `None`: as fast as possible, keeping per-session order.
+    pub speed: Option<f64>,
+    /// Connections open this much before their recorded connect (`--connect-ahead`).
+    pub connect_ahead: Duration,
+}
+
+impl Clock {
+    pub fn due(&self, ts_us: i64, delay: Duration) -> Option<Instant> {
+        self.speed
+            .map(|s| self.t0 + scheduled_offset(ts_us, self.capture_start_us, s) + delay)
+    }
+
+    /// When a session opens: at its recorded connect, less `--connect-ahead`.
+    pub fn connect_due(&self, ts_us: i64, delay: Duration) -> Option<Instant> {
+        let due = self.due(ts_us, delay)?;
+        Some(due.checked_sub(self.connect_ahead).unwrap_or(due))
+    }
+
+    pub async fn wait(&self, due: Option<Instant>) {
+        if let Some(at) = due {
+            self.timer.sleep_until(at).await;
+        }
+    }
+
+    pub fn offset_us(&self, at: Instant) -> i64 {
+        at.saturating_duration_since(self.t0).as_micros() as i64
+    }
+}
+
 /// Where a captured event falls on the replay's clock: its offset from the
 /// capture's start divided by the speed. Pure, so the schedule is testable
 /// without a clock.
@@ -228,5 +265,38 @@ mod tests {
             order
         });
         assert_eq!(order, vec![3, 1, 2, 0]);
+    }
+
+    #[test]
+    fn connections_open_ahead_of_their_recorded_connect_by_connect_ahead() {
+        let t0 = Instant::now() + Duration::from_secs(1);
+        let clock = |speed, ahead| Clock {
+            timer: Timer::start(),
+            t0,
+            t0_wall_us: 0,
+            capture_start_us: 1_000_000,
+            speed,
+            connect_ahead: ahead,
+        };
+        let c = clock(Some(10.0), Duration::from_millis(100));
+        // Recorded 2 s into the capture: due 200 ms after t0 at 10x, opened 100 ms before.
+        let ts = 3_000_000;
+        assert_eq!(
+            c.due(ts, Duration::ZERO),
+            Some(t0 + Duration::from_millis(200))
+        );
+        assert_eq!(
+            c.connect_due(ts, Duration::ZERO),
+            Some(t0 + Duration::from_millis(100))
+        );
+        let plain = clock(Some(10.0), Duration::ZERO);
+        assert_eq!(
+            plain.connect_due(ts, Duration::ZERO),
+            plain.due(ts, Duration::ZERO)
+        );
+        assert_eq!(
+            clock(None, Duration::from_millis(100)).connect_due(ts, Duration::ZERO),
+            None
+        );
     }
 }

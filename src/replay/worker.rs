@@ -14,7 +14,7 @@ use super::client::{Client, Extended, Outcome};
 use super::conn_opts::ConnOpts;
 use super::plan::Item;
 use super::results::{Captured, ResultRow, Status};
-use super::timer::{Timer, scheduled_offset};
+use super::timer::Clock;
 
 /// One side of the replay.
 pub struct SideCtx {
@@ -26,34 +26,6 @@ pub struct SideCtx {
     pub connections: Arc<Semaphore>,
     pub done: AtomicU64,
     pub metrics: crate::metrics::replay::SideMetrics,
-}
-
-/// The replay clock shared by every session.
-#[derive(Clone)]
-pub struct Clock {
-    pub timer: Timer,
-    pub t0: Instant,
-    pub t0_wall_us: i64,
-    pub capture_start_us: i64,
-    /// `None`: as fast as possible, keeping per-session order.
-    pub speed: Option<f64>,
-}
-
-impl Clock {
-    fn due(&self, ts_us: i64, delay: Duration) -> Option<Instant> {
-        self.speed
-            .map(|s| self.t0 + scheduled_offset(ts_us, self.capture_start_us, s) + delay)
-    }
-
-    async fn wait(&self, due: Option<Instant>) {
-        if let Some(at) = due {
-            self.timer.sleep_until(at).await;
-        }
-    }
-
-    fn offset_us(&self, at: Instant) -> i64 {
-        at.saturating_duration_since(self.t0).as_micros() as i64
-    }
 }
 
 /// What a session worker is told at spawn.
@@ -103,7 +75,8 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
                     params,
                     ..
                 } => {
-                    spec.clock.wait(spec.clock.due(*ts_us, spec.delay)).await;
+                    let at = spec.clock.connect_due(*ts_us, spec.delay);
+                    spec.clock.wait(at).await;
                     startup = Some((user.clone(), params.clone()));
                     for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
                         connect(side, conn, &spec, startup.as_ref()).await;
