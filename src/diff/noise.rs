@@ -6,7 +6,7 @@
 //! difference rate clearly exceeds the source's noise rate; structural
 //! differences (errors, column types) always are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::classify::{Class, classify, has_order_by};
 use super::latency::{Hist, Throughput};
@@ -44,6 +44,12 @@ pub struct FpAcc {
     pub identical: u64,
     /// Candidates judged within the noise thresholds (moved to `noise`).
     pub suppressed: u64,
+    /// Per result hash, how many `different_rows` candidates returned it on
+    /// the source minus on the target: all zero when the two sides returned
+    /// the same results, handed to other statements.
+    pub permutation: HashMap<i64, i64>,
+    /// Candidates moved to `noise` because they were such a permutation.
+    pub permuted: u64,
     pub source: Hist,
     pub target: Hist,
 }
@@ -91,6 +97,16 @@ impl FpAcc {
             }
             PairKind::Candidate(c) => {
                 self.target_differs += 1;
+                if c == Class::DifferentRows {
+                    *self
+                        .permutation
+                        .entry(s.outcome.unordered_hash)
+                        .or_default() += 1;
+                    *self
+                        .permutation
+                        .entry(t.outcome.unordered_hash)
+                        .or_default() -= 1;
+                }
                 let e = self.candidates.entry(c).or_default();
                 e.0 += 1;
                 if e.1.len() < examples {
@@ -99,6 +115,15 @@ impl FpAcc {
             }
         }
         kind
+    }
+
+    /// Several `different_rows` statements, and the source's results of
+    /// them are exactly the target's, in another order.
+    fn is_permutation(&self) -> bool {
+        self.candidates
+            .get(&Class::DifferentRows)
+            .is_some_and(|(n, _)| *n >= 2)
+            && self.permutation.values().all(|d| *d == 0)
     }
 
     pub fn noise_rate(&self) -> f64 {
@@ -121,6 +146,22 @@ impl FpAcc {
     /// Splits the candidates into divergences and noise (in place: the
     /// suppressed ones move to `noise`). Returns the number suppressed.
     pub fn settle(&mut self, t: &NoiseThresholds) -> u64 {
+        if self.is_permutation() {
+            // Concurrent sessions raced for a sequence or a row (INSERT ...
+            // RETURNING id): both sides returned the same results, but to
+            // other statements. Under independent pacing that is timing.
+            let n = self
+                .candidates
+                .remove(&Class::DifferentRows)
+                .map_or(0, |(n, keys)| {
+                    if self.noise_examples.is_empty() {
+                        self.noise_examples.extend(keys.first());
+                    }
+                    n
+                });
+            self.noise += n;
+            self.permuted = n;
+        }
         if self.values_diverge(t) {
             return 0;
         }
@@ -196,6 +237,7 @@ impl SideAcc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diff::load::Outcome;
 
     #[test]
     fn clock_and_random_sql_is_volatile() {
@@ -205,6 +247,51 @@ mod tests {
         assert!(is_volatile("SELECT CURRENT_TIMESTAMP"));
         assert!(is_volatile("SELECT random() * ?"));
         assert!(!is_volatile("SELECT id, name FROM users WHERE id = ?"));
+    }
+
+    /// `INSERT ... RETURNING id` from concurrent sessions: each side hands
+    /// the same ids out, in another order. A real difference is kept.
+    #[test]
+    fn results_permuted_among_statements_are_noise_other_differences_are_not() {
+        let t = NoiseThresholds {
+            relative: 2.0,
+            absolute: 0.05,
+        };
+        let row = |seq: i64, hash: i64, captured: i64| {
+            let out = |h: i64| Outcome {
+                status: Status::Ok,
+                command_tag: Some("INSERT 0 1".into()),
+                rows: 1,
+                ordered_hash: h,
+                unordered_hash: h,
+                ..Default::default()
+            };
+            SideRow {
+                key: (seq, 1, 0),
+                fingerprint: 7,
+                read_only: false,
+                duration_us: 100,
+                started_us: 0,
+                outcome: out(hash),
+                captured: out(captured),
+            }
+        };
+        let sql = "INSERT INTO sessions(org_id) VALUES (?) RETURNING session_id";
+        // Source matches the capture (ids 10, 11, 12); the target swapped two.
+        let pairs = |target: [i64; 3]| {
+            let mut acc = FpAcc::new(sql.into(), false);
+            for (i, h) in [10, 11, 12].into_iter().enumerate() {
+                acc.add(&row(i as i64, h, h), &row(i as i64, target[i], h), 3);
+            }
+            acc.settle(&t);
+            acc
+        };
+        let swapped = pairs([11, 10, 12]);
+        assert_eq!((swapped.permuted, swapped.noise), (2, 2));
+        assert!(swapped.candidates.is_empty());
+        let wrong = pairs([11, 13, 12]);
+        assert_eq!(wrong.permuted, 0);
+        assert_eq!(wrong.candidates[&Class::DifferentRows].0, 2);
     }
 
     #[test]

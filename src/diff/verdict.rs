@@ -113,7 +113,10 @@ pub fn build(results_dir: String, j: &Joined, cfg: &DiffConfig, d: &Details) -> 
                 source_noise_rate: round3(acc.noise_rate()),
                 target_difference_rate: round3(acc.difference_rate()),
                 suppressed: acc.suppressed,
-                why: if acc.suppressed > 0 {
+                why: if acc.permuted > 0 {
+                    "same results on both sides, returned to other statements (concurrent writes)"
+                        .into()
+                } else if acc.suppressed > 0 {
                     "within noise thresholds".into()
                 } else {
                     "source differs from capture".into()
