@@ -418,6 +418,15 @@ fn named_statements_across_round_trips_and_discard_all_replay() {
     }
 }
 
+/// `pgtape replay` as the binary runs it: its exit code, or its error.
+fn replay_main(argv: &[&str]) -> anyhow::Result<i32> {
+    let cli = <pgtape::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+    let pgtape::cli::Command::Replay(args) = cli.command else {
+        panic!("replay args")
+    };
+    pgtape::replay::main(args)
+}
+
 #[test]
 fn bad_captures_and_unreachable_targets_are_errors_naming_them() {
     let a = cluster(&ClusterOptions::default());
@@ -434,11 +443,7 @@ fn bad_captures_and_unreachable_targets_are_errors_naming_them() {
             "--results",
             &dir.path().join("r").display().to_string(),
         ];
-        let cli = <pgtape::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-        let pgtape::cli::Command::Replay(args) = cli.command else {
-            panic!()
-        };
-        format!("{:#}", pgtape::replay::main(args).unwrap_err())
+        format!("{:#}", replay_main(&argv).unwrap_err())
     };
     let missing = dir.path().join("nope");
     assert!(
@@ -642,11 +647,7 @@ fn replay_with_a_target_ends_with_the_verdict_and_its_exit_code() {
             "--report",
             &report.display().to_string(),
         ];
-        let cli = <pgtape::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-        let pgtape::cli::Command::Replay(args) = cli.command else {
-            panic!("replay args")
-        };
-        pgtape::replay::main(args).unwrap()
+        replay_main(&argv).unwrap()
     };
     let pass = dir.path().join("pass.json");
     assert_eq!(run(&same, &pass), 0);

@@ -4,8 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt32Type};
+use arrow::array::{Array, AsArray, ListArray, RecordBatch, StringArray};
+use arrow::buffer::ScalarBuffer;
+use arrow::datatypes::{
+    ArrowPrimitiveType, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt32Type,
+};
 
 use super::plan::{Filter, Item, PlanError, SessionKey, is_read_only, key};
 use super::results::{Captured, Params};
@@ -212,29 +215,10 @@ impl Items {
                         f.last_sql = text.into();
                     }
                     // Slices of the batch's buffers: no copy, no allocation.
-                    let range = |l: &arrow::array::ListArray| {
-                        let o = l.value_offsets();
-                        let start = o[i] as usize;
-                        (start, o[i + 1] as usize - start)
-                    };
-                    let list_u32 = |l: &arrow::array::ListArray| {
-                        let (at, len) = range(l);
-                        l.values()
-                            .as_primitive::<UInt32Type>()
-                            .values()
-                            .slice(at, len)
-                    };
-                    let list_i16 = |l: &arrow::array::ListArray| {
-                        let (at, len) = range(l);
-                        l.values()
-                            .as_primitive::<Int16Type>()
-                            .values()
-                            .slice(at, len)
-                    };
                     let values = if pvalues.is_null(i) {
                         Params::default()
                     } else {
-                        let (at, len) = range(pvalues);
+                        let (at, len) = entry(pvalues, i);
                         Params::from_array(pvalues.values().as_binary::<i32>().slice(at, len))
                     };
                     let captured = Captured {
@@ -251,10 +235,10 @@ impl Items {
                             "extended"
                         },
                         read_only: f.read_only,
-                        param_types: list_u32(ptypes),
-                        param_formats: list_i16(pformats),
+                        param_types: list_slice::<UInt32Type>(ptypes, i),
+                        param_formats: list_slice::<Int16Type>(pformats, i),
                         param_values: values,
-                        result_formats: list_i16(rformats),
+                        result_formats: list_slice::<Int16Type>(rformats, i),
                         max_rows: if max_rows.is_null(i) {
                             0
                         } else {
@@ -277,4 +261,18 @@ impl Items {
         }
         out
     }
+}
+
+/// Where list entry `i` lies in the list's values: (start, length).
+fn entry(l: &ListArray, i: usize) -> (usize, usize) {
+    let o = l.value_offsets();
+    let start = o[i] as usize;
+    (start, o[i + 1] as usize - start)
+}
+
+/// List entry `i` of a primitive list, as a slice of its buffer (a null
+/// entry is empty).
+fn list_slice<T: ArrowPrimitiveType>(l: &ListArray, i: usize) -> ScalarBuffer<T::Native> {
+    let (at, len) = entry(l, i);
+    l.values().as_primitive::<T>().values().slice(at, len)
 }
