@@ -6,26 +6,23 @@
 //!
 //! Drops (the tap found the channel full, or a write failed) are counted,
 //! logged at most once per interval and written into each file's metadata.
+//! The threads themselves are in [`worker`].
 
 use crate::proxy::pump::now_us;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod worker;
 
 use super::CaptureError;
 use super::convert::{convert_segment, leftover_segments};
 use super::live::RecorderLive;
-use super::rows::RowsBuilder;
-use super::schema::{CaptureInfo, meta};
-use super::segment::Segment;
-use crate::proxy::event::{TapCounters, TapEvent, TapSender, tap_channel};
-
-/// How long the recorder sleeps after draining a burst of events (events
-/// queue meanwhile; the channel holds far more than this much traffic).
-const DRAIN_PAUSE: Duration = Duration::from_millis(2);
+use super::schema::CaptureInfo;
+use crate::proxy::event::{TapCounters, TapSender, tap_channel};
+use worker::Worker;
 
 /// How the recorder batches, rotates and (for tests) misbehaves.
 #[derive(Debug, Clone)]
@@ -118,33 +115,17 @@ impl Recorder {
         let stop = Arc::new(AtomicBool::new(false));
         let live = RecorderLive::new();
         live.files.store(files.len() as u64, Ordering::Relaxed);
-        let mut worker = Worker {
-            rows: RowsBuilder::new(&info),
-            info: info.clone(),
+        let worker = Worker::new(
             cfg,
+            info.clone(),
             counters,
-            stop: stop.clone(),
-            live: live.clone(),
-            segment: None,
-            segments_opened: 0,
-            batch_started: None,
-            dropped_attributed: 0,
-            write_dropped: 0,
-            dropped_logged: 0,
-            last_drop_log: Instant::now(),
-            stats: RecorderStats {
-                files,
-                ..Default::default()
-            },
-            converter: None,
-        };
+            stop.clone(),
+            live.clone(),
+            files,
+        );
         let thread = std::thread::Builder::new()
             .name("pgtape-recorder".into())
-            .spawn(move || {
-                let r = worker.run(rx);
-                worker.live.alive.store(false, Ordering::Release);
-                r
-            })
+            .spawn(move || worker.run_to_end(rx))
             .map_err(|e| CaptureError::Thread(e.to_string()))?;
         Ok(Recorder {
             sender,
@@ -181,272 +162,5 @@ impl Recorder {
         self.thread
             .join()
             .map_err(|_| CaptureError::Thread("the recorder thread panicked".into()))?
-    }
-}
-
-struct Converter {
-    tx: Sender<(PathBuf, Vec<(String, String)>)>,
-    thread: JoinHandle<()>,
-}
-
-fn start_converter(
-    files: Arc<Mutex<Vec<PathBuf>>>,
-    live: Arc<RecorderLive>,
-) -> Result<Converter, CaptureError> {
-    let (tx, rx) = channel::<(PathBuf, Vec<(String, String)>)>();
-    let thread = std::thread::Builder::new()
-        .name("pgtape-convert".into())
-        .spawn(move || {
-            for (seg, extra) in rx {
-                match convert_segment(&seg, &extra) {
-                    Ok(Some(c)) => {
-                        tracing::debug!(file = %c.parquet.display(), rows = c.rows, "segment converted");
-                        live.files.fetch_add(1, Ordering::Relaxed);
-                        *live.last_file.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(c.parquet.clone());
-                        files.lock().expect("converter list").push(c.parquet);
-                    }
-                    Ok(None) => {}
-                    // The segment stays; the next start converts it.
-                    Err(e) => tracing::error!("cannot convert segment: {e}"),
-                }
-            }
-        })
-        .map_err(|e| CaptureError::Thread(e.to_string()))?;
-    Ok(Converter { tx, thread })
-}
-
-struct Worker {
-    cfg: RecorderConfig,
-    info: CaptureInfo,
-    counters: Arc<TapCounters>,
-    stop: Arc<AtomicBool>,
-    live: Arc<RecorderLive>,
-    rows: RowsBuilder,
-    segment: Option<Segment>,
-    segments_opened: u64,
-    batch_started: Option<Instant>,
-    dropped_attributed: u64,
-    write_dropped: u64,
-    dropped_logged: u64,
-    last_drop_log: Instant,
-    stats: RecorderStats,
-    converter: Option<(Converter, Arc<Mutex<Vec<PathBuf>>>)>,
-}
-
-impl Worker {
-    /// Test hook: a recorder made artificially slow.
-    fn slow_hook(&self) {
-        if !self.cfg.slow_per_event.is_zero() && !self.stop.load(Ordering::Acquire) {
-            std::thread::sleep(self.cfg.slow_per_event);
-        }
-    }
-
-    fn run(&mut self, rx: Receiver<TapEvent>) -> Result<RecorderStats, CaptureError> {
-        let files = Arc::new(Mutex::new(Vec::new()));
-        self.converter = Some((start_converter(files.clone(), self.live.clone())?, files));
-        let tick = self.cfg.batch_interval.min(Duration::from_millis(100));
-        loop {
-            let wait = match self.batch_started {
-                Some(t) => self
-                    .cfg
-                    .batch_interval
-                    .saturating_sub(t.elapsed())
-                    .min(tick),
-                None => tick,
-            };
-            // Under load, drain what queued up and then sleep briefly rather
-            // than park on the channel: a parked receiver costs every session
-            // a futex wake-up per event; a sleeping one costs nothing.
-            let mut got = 0usize;
-            let mut gone = false;
-            loop {
-                match rx.try_recv() {
-                    Ok(ev) => {
-                        self.slow_hook();
-                        self.push(&ev);
-                        got += 1;
-                        if got >= self.cfg.batch_rows {
-                            break;
-                        }
-                    }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        gone = true;
-                        break;
-                    }
-                }
-            }
-            if gone {
-                break;
-            }
-            if got > 0 {
-                std::thread::sleep(DRAIN_PAUSE.min(wait));
-            } else {
-                match rx.recv_timeout(wait) {
-                    Ok(ev) => {
-                        self.slow_hook();
-                        self.push(&ev);
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            if self.stop.load(Ordering::Acquire) {
-                // Whatever the sessions managed to send before the stop.
-                while let Ok(ev) = rx.try_recv() {
-                    self.push(&ev);
-                }
-                break;
-            }
-            let due = self
-                .batch_started
-                .is_some_and(|t| t.elapsed() >= self.cfg.batch_interval);
-            if self.rows.len() >= self.cfg.batch_rows || due {
-                self.flush_batch();
-            }
-            if self.segment.as_ref().is_some_and(|s| {
-                s.bytes() >= self.cfg.rotate_size || s.age() >= self.cfg.rotate_interval
-            }) {
-                self.rotate();
-            }
-            self.log_drops(false);
-        }
-        self.flush_batch();
-        self.rotate();
-        self.log_drops(true);
-        let (conv, files) = self.converter.take().expect("started above");
-        drop(conv.tx);
-        let _ = conv.thread.join();
-        self.stats
-            .files
-            .extend(files.lock().expect("converter list").drain(..));
-        self.stats.dropped = self.total_dropped();
-        Ok(std::mem::take(&mut self.stats))
-    }
-
-    fn push(&mut self, ev: &TapEvent) {
-        self.stats.events += 1;
-        self.live.events.fetch_add(1, Ordering::Relaxed);
-        if self.batch_started.is_none() {
-            self.batch_started = Some(Instant::now());
-        }
-        if let (Some(shape), TapEvent::Statement(st)) = (self.rows.push(ev), ev) {
-            self.live
-                .top
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .observe(st, &shape);
-        }
-    }
-
-    fn total_dropped(&self) -> u64 {
-        self.counters.dropped.load(Ordering::Relaxed) + self.write_dropped
-    }
-
-    fn flush_batch(&mut self) {
-        self.batch_started = None;
-        if self.rows.is_empty() {
-            return;
-        }
-        let n = self.rows.len() as u64;
-        let batch = match self.rows.finish() {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!("cannot build a capture batch: {e}");
-                self.write_dropped += n;
-                self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
-                return;
-            }
-        };
-        if self.segment.is_none() {
-            self.segments_opened += 1;
-            match Segment::create(&self.cfg.dir, &self.info, now_us(), self.segments_opened) {
-                Ok(s) => {
-                    self.live.segments.fetch_add(1, Ordering::Relaxed);
-                    *self
-                        .live
-                        .open_segment
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(s.path().to_path_buf());
-                    self.segment = Some(s);
-                }
-                Err(e) => {
-                    self.write_dropped += n;
-                    self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
-                    self.warn_write(&e);
-                    return;
-                }
-            }
-        }
-        let seg = self.segment.as_mut().expect("opened above");
-        match seg.write(&batch) {
-            Ok(()) => {
-                self.stats.rows += n;
-                self.live.rows.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(e) => {
-                // Disk full or the like: this batch is lost; start afresh next time.
-                self.write_dropped += n;
-                self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
-                self.warn_write(&e);
-                self.rotate();
-            }
-        }
-    }
-
-    fn warn_write(&mut self, e: &CaptureError) {
-        if self.last_drop_log.elapsed() >= self.cfg.drop_log_interval || self.dropped_logged == 0 {
-            tracing::error!("capture write failed, rows dropped: {e}");
-        }
-    }
-
-    /// Closes the open segment and queues it for conversion.
-    fn rotate(&mut self) {
-        let Some(seg) = self.segment.take() else {
-            return;
-        };
-        *self
-            .live
-            .open_segment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
-        // Drops since the previous segment closed belong to this one, so the
-        // files' DROPPED values add up to the capture's total.
-        let total = self.total_dropped();
-        let extra = vec![
-            (
-                meta::DROPPED.to_string(),
-                (total - self.dropped_attributed).to_string(),
-            ),
-            (meta::DROPPED_TOTAL.to_string(), total.to_string()),
-        ];
-        self.dropped_attributed = total;
-        match seg.close() {
-            Ok(path) => {
-                if let Some((c, _)) = &self.converter {
-                    let _ = c.tx.send((path, extra));
-                }
-            }
-            // Left on disk as a leftover; the next start converts what it can.
-            Err(e) => tracing::error!("cannot close capture segment: {e}"),
-        }
-    }
-
-    fn log_drops(&mut self, force: bool) {
-        if !force && self.last_drop_log.elapsed() < self.cfg.drop_log_interval {
-            return;
-        }
-        let total = self.total_dropped();
-        if total > self.dropped_logged {
-            tracing::warn!(
-                dropped = total - self.dropped_logged,
-                dropped_total = total,
-                "capture dropped events: the recorder fell behind or the disk is full \
-                 (clients were not slowed; check the disk, or raise --rotate-size/--capture-queue)"
-            );
-            self.dropped_logged = total;
-        }
-        self.last_drop_log = Instant::now();
     }
 }
