@@ -202,14 +202,20 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let tx_s = tx.to_string();
     println!(
-        "pgbench -S -c 8 -j 2 -t {tx} (scale 10), {} cores, median of {rounds} interleaved rounds",
+        "pgbench -S -c 8 -j 2 -t {tx} (scale 10), {} cores, {rounds} interleaved rounds: median rates, median of per-round ratios",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
     );
     println!(
-        "{:<9} {:>12} {:>14} {:>8} {:>16} {:>8}",
-        "mode", "pgbench tps", "pgtape replay", "ratio", "pgreplay stmt/s", "ratio"
+        "{:<9} {:>12} {:>14} {:>8} {:>16} {:>8}   {}",
+        "mode",
+        "pgbench tps",
+        "pgtape replay",
+        "ratio",
+        "pgreplay stmt/s",
+        "ratio",
+        "pgtape ratio per round"
     );
     for mode in ["simple", "prepared"] {
         let capture = dir.path().join(format!("capture-{mode}"));
@@ -245,16 +251,27 @@ fn main() {
                 theirs.push(n as f64 / secs);
             }
         }
+        // Ratios are taken round by round (each replay against the pgbench
+        // run just before it), then the median: drift over the rounds cancels.
+        let ratios: Vec<f64> = ours.iter().zip(&direct).map(|(o, d)| o / d).collect();
+        let pgr_ratios: Vec<f64> = theirs.iter().zip(&direct).map(|(t, d)| t / d).collect();
+        let spread = ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let (direct, rate) = (median(direct), median(ours));
         let (pgr, pgr_ratio) = if theirs.is_empty() {
             ("-".into(), "-".into())
         } else {
-            let r = median(theirs);
-            (format!("{r:.0}"), format!("{:.2}x", r / direct))
+            (
+                format!("{:.0}", median(theirs)),
+                format!("{:.2}x", median(pgr_ratios)),
+            )
         };
         println!(
-            "{mode:<9} {direct:>12.0} {rate:>14.0} {:>7.2}x {pgr:>16} {pgr_ratio:>8}",
-            rate / direct
+            "{mode:<9} {direct:>12.0} {rate:>14.0} {:>7.2}x {pgr:>16} {pgr_ratio:>8}   {spread}",
+            median(ratios)
         );
     }
     // Lag: paced captures replayed at 1x and 10x. The first is recorded at

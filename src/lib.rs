@@ -18,12 +18,14 @@
 //! - [`workers`]: thread-per-core runtimes that proxy and replay sessions are spread over.
 //! - [`cli`]: the command line, validated into each command's configuration.
 //! - [`logging`]: tracing to stderr, text or JSON.
+//! - [`fasthash`]: the hasher of the per-row maps.
 
 pub mod capture;
 pub mod cli;
 pub mod cluster;
 pub mod demo;
 pub mod diff;
+pub mod fasthash;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

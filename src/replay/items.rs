@@ -1,7 +1,6 @@
 //! The second pass over a capture: connect, statement and disconnect items,
 //! decoded a batch at a time with the filters applied (see [`super::plan`]).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, ListArray, RecordBatch, StringArray};
@@ -14,6 +13,7 @@ use super::plan::{Filter, Item, PlanError, SessionKey, is_read_only, key};
 use super::results::{Captured, Params};
 use crate::capture::reader::Scan;
 use crate::capture::{Capture, col};
+use crate::fasthash::{FastMap, FastSet};
 
 /// The columns the second pass reads.
 const ITEM_COLUMNS: &[&str] = &[
@@ -53,12 +53,12 @@ struct FingerprintText {
 pub struct Items {
     scan: Scan,
     filter: Filter,
-    intern: HashMap<String, Arc<str>>,
+    intern: FastMap<String, Arc<str>>,
     /// Per fingerprint: read-only or not, its normalised SQL, and the last
     /// SQL text seen (reused while statements repeat it, as prepared ones do).
-    shapes: HashMap<i64, FingerprintText>,
+    shapes: FastMap<i64, FingerprintText>,
     /// Sessions excluded by --application (decided at their connect).
-    excluded: HashSet<SessionKey>,
+    excluded: FastSet<SessionKey>,
     pending: std::vec::IntoIter<Item>,
     words: Words,
 }
@@ -67,7 +67,7 @@ pub struct Items {
 /// SQLSTATEs), up to a bound: a capture of `INSERT 0 n` with ever new `n`
 /// costs an allocation per statement, never unbounded memory.
 #[derive(Default)]
-struct Words(HashMap<Box<str>, Arc<str>>);
+struct Words(FastMap<Box<str>, Arc<str>>);
 
 impl Words {
     const MAX: usize = 4096;
@@ -92,9 +92,9 @@ pub fn items(cap: &Capture, filter: Filter) -> Items {
     Items {
         scan: cap.scan(ITEM_COLUMNS).batch_size(4096),
         filter,
-        intern: HashMap::new(),
-        shapes: HashMap::new(),
-        excluded: HashSet::new(),
+        intern: FastMap::default(),
+        shapes: FastMap::default(),
+        excluded: FastSet::default(),
         pending: Vec::new().into_iter(),
         words: Words::default(),
     }
@@ -158,7 +158,7 @@ impl Items {
                 .sessions
                 .as_ref()
                 .is_some_and(|s| !s.contains(&k.1))
-                || self.excluded.contains(&k)
+                || (!self.excluded.is_empty() && self.excluded.contains(&k))
             {
                 continue;
             }

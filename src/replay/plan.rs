@@ -15,6 +15,7 @@ use thiserror::Error;
 use super::results::Captured;
 use crate::capture::schema::meta;
 use crate::capture::{Capture, CaptureError, col};
+use crate::fasthash::FastMap;
 use crate::report::classify::statement_type;
 
 #[derive(Debug, Error)]
@@ -125,7 +126,7 @@ pub(super) fn key(
     capture_ids: &arrow::array::StringArray,
     sessions: &arrow::array::Int64Array,
     i: usize,
-    intern: &mut HashMap<String, Arc<str>>,
+    intern: &mut FastMap<String, Arc<str>>,
 ) -> SessionKey {
     let id = capture_ids.value(i);
     let id = match intern.get(id) {
@@ -150,7 +151,7 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
         .files
         .iter()
         .any(|f| f.metadata.get(meta::REDACTED).is_some_and(|v| v == "true"));
-    let mut intern = HashMap::new();
+    let mut intern = FastMap::default();
     let mut open: HashSet<SessionKey> = HashSet::new();
     let mut seen: HashSet<SessionKey> = HashSet::new();
     let mut writes: HashSet<SessionKey> = HashSet::new();

@@ -2,7 +2,6 @@
 //! dispatcher thread streams the capture to per-session workers while a
 //! writer thread per side writes the results files and keeps the summary.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +21,7 @@ use super::timer::Clock;
 use super::timer::Timer;
 use super::worker::{SessionSpec, SideCtx, run_session};
 use crate::cli::exit;
+use crate::fasthash::FastMap;
 use crate::workers::WorkerPool;
 
 /// `pgtape replay`: exit 0 when the replay ran (and, with a target, passed).
@@ -235,7 +235,7 @@ pub async fn replay(
         let ro_sessions = outline.read_only_sessions.clone();
         let thread = std::thread::Builder::new().name("pgtape-dispatch".into());
         thread.spawn(move || -> anyhow::Result<()> {
-            let mut sessions: HashMap<SessionKey, Vec<mpsc::Sender<Item>>> = HashMap::new();
+            let mut sessions: FastMap<SessionKey, Vec<mpsc::Sender<Item>>> = FastMap::default();
             let spawn = |key: &SessionKey| {
                 let copies = if scale > 1 && ro_sessions.contains(key) {
                     scale

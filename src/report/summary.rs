@@ -7,7 +7,7 @@
 //! The summary is plain data (serde): every exporter renders the same one,
 //! and the JSON form is documented in the README.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, DictionaryArray, RecordBatch};
 use arrow::compute::cast;
@@ -20,6 +20,7 @@ use super::classify;
 pub use super::model::*;
 use crate::capture::schema::rfc3339_us;
 use crate::capture::{Capture, CaptureError, col};
+use crate::fasthash::FastMap;
 use rollup::{group, log2_buckets, rollup, round_group, series};
 
 /// What to summarise and how much of it to show.
@@ -42,30 +43,6 @@ impl Default for SummaryOptions {
         }
     }
 }
-
-/// Integer keys need no DoS-resistant hash here: the Fx multiply-rotate is
-/// several times cheaper than SipHash on the per-row path.
-#[derive(Default)]
-struct Fx(u64);
-
-impl std::hash::Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(*b as u64);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_i64(&mut self, n: i64) {
-        self.write_u64(n as u64)
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fx>>;
 
 struct Fp {
     normalized: String,

@@ -2,7 +2,6 @@
 //! the captured parameters, and authentication (trust, cleartext, md5,
 //! SCRAM-SHA-256 with postgres-protocol's ScramSha256).
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -62,8 +61,8 @@ impl Client {
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
             out: BytesMut::new(),
-            prepared: HashSet::new(),
-            described: HashMap::new(),
+            prepared: Default::default(),
+            described: Default::default(),
             last_tag: Default::default(),
         };
         let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];

@@ -16,7 +16,6 @@
 mod connect;
 mod rows;
 
-use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 
@@ -27,6 +26,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 pub use connect::ConnectError;
 
+use crate::fasthash::{FastMap, FastSet};
 use crate::wire::frame::{Direction, Frames, MAX_MESSAGE_LEN, put_frame};
 use crate::wire::messages::{Reader, parse_error};
 use crate::wire::rowhash::RowHash;
@@ -83,10 +83,10 @@ pub struct Client {
     stream: Stream,
     buf: BytesMut,
     out: BytesMut,
-    prepared: HashSet<u64>,
+    prepared: FastSet<u64>,
     /// Result columns of prepared statements by (statement, result formats):
     /// described once per connection, as drivers do.
-    described: HashMap<u64, Arc<[(String, u32)]>>,
+    described: FastMap<u64, Arc<[(String, u32)]>>,
     /// The last CommandComplete tag, reused while statements repeat it.
     last_tag: Arc<str>,
 }
