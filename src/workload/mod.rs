@@ -42,6 +42,7 @@ pub use pattern::Pattern;
 pub use setup::{SetupReport, Sizes, setup};
 pub use stats::Recorder;
 pub use summary::Summary;
+pub use summary::render;
 
 use analytics::{Ctx, EventChooser, RequestChooser, ingest, queries};
 use cache::Cache;
@@ -334,18 +335,6 @@ async fn progress_line(rec: Arc<Recorder>, mut stop: watch::Receiver<bool>) {
         (last_ops, last_events) = (ops, events);
     }
     eprintln!();
-}
-
-/// The summary as `--format` asks (what `pgtape workload` prints on stdout).
-pub fn render(summary: &Summary, format: OutputFormat) -> String {
-    match format {
-        OutputFormat::Text => summary.to_text(),
-        OutputFormat::Json => {
-            let mut s = serde_json::to_string_pretty(summary).expect("the summary serializes");
-            s.push('\n');
-            s
-        }
-    }
 }
 
 /// `pgtape workload [setup]`: the CLI edge. Exit 0 on success; errors map to 2.

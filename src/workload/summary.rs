@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::args::Profile;
+use super::args::{OutputFormat, Profile};
 use super::pattern::Pattern;
 use super::stats::{OpKind, Recorder};
 
@@ -358,5 +358,17 @@ impl Summary {
         }
         let _ = writeln!(s, "{line}");
         s
+    }
+}
+
+/// The summary as `--format` asks (what `pgtape workload` prints on stdout).
+pub fn render(summary: &Summary, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Text => summary.to_text(),
+        OutputFormat::Json => {
+            let mut s = serde_json::to_string_pretty(summary).expect("the summary serializes");
+            s.push('\n');
+            s
+        }
     }
 }
