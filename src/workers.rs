@@ -21,10 +21,10 @@ struct Worker {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Where sessions run: on the caller's runtime, or on a pool of workers.
+/// Where sessions run: on a runtime the caller has, or on a pool of workers.
 pub enum Spawner {
-    /// `tokio::spawn` on the current runtime (tests, the demo).
-    Ambient,
+    /// On this runtime (tests, the demo).
+    Ambient(Handle),
     Pool(WorkerPool),
 }
 
@@ -38,10 +38,23 @@ impl Spawner {
         Fut: Future<Output = ()> + Send + 'static,
     {
         match self {
-            Spawner::Ambient => {
-                tokio::spawn(make(tcp));
+            Spawner::Ambient(h) => {
+                h.spawn(make(tcp));
             }
             Spawner::Pool(pool) => pool.spawn(tcp, make),
+        }
+    }
+
+    /// Runs `task` on the chosen worker (a replay session).
+    pub fn spawn_task<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            Spawner::Ambient(h) => {
+                h.spawn(task);
+            }
+            Spawner::Pool(pool) => pool.spawn_task(task),
         }
     }
 }

@@ -23,7 +23,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    serve_on(&Spawner::Ambient, listener, cfg, shutdown, grace).await
+    serve_on(
+        &Spawner::Ambient(tokio::runtime::Handle::current()),
+        listener,
+        cfg,
+        shutdown,
+        grace,
+    )
+    .await
 }
 
 /// As [`serve`], running each session where `spawner` puts it.

@@ -17,12 +17,11 @@ use super::conn_opts::ConnOpts;
 use super::plan::{self, Filter, Item, SessionKey};
 use super::results::ResultWriter;
 use super::summary::{ReplaySummary, SideStats};
-use super::timer::Clock;
-use super::timer::Timer;
+use super::timer::{Clock, Timer};
 use super::worker::{SessionSpec, SideCtx, run_session};
 use crate::cli::exit;
 use crate::fasthash::FastMap;
-use crate::workers::WorkerPool;
+use crate::workers::{Spawner, WorkerPool};
 
 /// `pgtape replay`: exit 0 when the replay ran (and, with a target, passed).
 ///
@@ -214,22 +213,19 @@ pub async fn replay(
         .params_redacted
         .then_some("parameters were redacted at capture (--redact-params)");
     // Sessions run on their own thread-per-core workers (`--threads`), or on
-    // the caller's runtime.
-    // The pool outlives the dispatcher: it is dropped (its threads joined)
-    // once every session has ended.
-    let pool = cfg
-        .threads
-        .map(|n| WorkerPool::start(n, "pgtape-replay").map(Arc::new))
-        .transpose()
-        .context("cannot start the replay threads")?;
-    let spawner = match &pool {
-        Some(p) => Spawner::Pool(p.clone()),
+    // the caller's runtime. The spawner outlives the dispatcher: it is
+    // dropped (a pool's threads joined) once every session has ended.
+    let spawner = Arc::new(match cfg.threads {
+        Some(n) => Spawner::Pool(
+            WorkerPool::start(n, "pgtape-replay").context("cannot start the replay threads")?,
+        ),
         None => Spawner::Ambient(tokio::runtime::Handle::current()),
-    };
+    });
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dispatcher = {
         let (sides, clock, stop) = (sides.clone(), clock.clone(), stop.clone());
+        let spawner = spawner.clone();
         let user_map = Arc::new(cfg.user_map.clone());
         let (filter, scale, pace) = (filter.clone(), cfg.scale, cfg.pace);
         let ro_sessions = outline.read_only_sessions.clone();
@@ -259,7 +255,7 @@ pub async fn replay(
                             blocked,
                         };
                         let alive = alive_tx.clone();
-                        spawner.spawn(async move {
+                        spawner.spawn_task(async move {
                             run_session(spec, rx).await;
                             drop(alive);
                         });
@@ -317,10 +313,8 @@ pub async fn replay(
             .map_err(|_| anyhow::anyhow!("a results writer panicked"))??;
         summaries.push(stats.finish());
     }
-    if let Some(pool) = pool {
-        // Every session has ended (their result channels are closed).
-        tokio::task::spawn_blocking(move || drop(pool)).await?;
-    }
+    // Every session has ended (their result channels are closed).
+    tokio::task::spawn_blocking(move || drop(spawner)).await?;
     Ok(ReplaySummary {
         capture: cfg.capture.display().to_string(),
         results: cfg.results.display().to_string(),
@@ -334,23 +328,6 @@ pub async fn replay(
         sides: summaries,
         verdict: None,
     })
-}
-
-/// Where the dispatcher starts sessions.
-enum Spawner {
-    Pool(Arc<WorkerPool>),
-    Ambient(tokio::runtime::Handle),
-}
-
-impl Spawner {
-    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        match self {
-            Spawner::Pool(p) => p.spawn_task(task),
-            Spawner::Ambient(h) => {
-                h.spawn(task);
-            }
-        }
-    }
 }
 
 /// A progress line on stderr when it is a terminal.

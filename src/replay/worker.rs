@@ -51,6 +51,16 @@ struct Conn {
 /// Most items a session takes from its channel at once.
 const ITEM_RUN: usize = 64;
 
+/// The session's next item. Items are taken from the channel in runs: one
+/// wake-up of the session, and of a dispatcher waiting for room, per run
+/// rather than per statement. `queued` holds a run in reverse order.
+async fn next_item(rx: &mut mpsc::Receiver<Item>, queued: &mut Vec<Item>) -> Option<Item> {
+    if queued.is_empty() && rx.recv_many(queued, ITEM_RUN).await > 0 {
+        queued.reverse();
+    }
+    queued.pop()
+}
+
 pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
     let mut conns: Vec<Conn> = spec
         .sides
@@ -63,47 +73,42 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
         })
         .collect();
     let mut startup: Option<(String, Vec<(String, String)>)> = None;
-    // Items are taken from the channel in runs: one wake-up of this task, and
-    // of a dispatcher waiting for room, per run rather than per statement.
     let mut queued = Vec::with_capacity(ITEM_RUN);
-    'session: while rx.recv_many(&mut queued, ITEM_RUN).await > 0 {
-        for item in queued.drain(..) {
-            match &item {
-                Item::Connect {
-                    ts_us,
-                    user,
-                    params,
-                    ..
-                } => {
-                    let at = spec.clock.connect_due(*ts_us, spec.delay);
-                    spec.clock.wait(at).await;
-                    startup = Some((user.clone(), params.clone()));
-                    for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+    while let Some(item) = next_item(&mut rx, &mut queued).await {
+        match &item {
+            Item::Connect {
+                ts_us,
+                user,
+                params,
+                ..
+            } => {
+                let at = spec.clock.connect_due(*ts_us, spec.delay);
+                spec.clock.wait(at).await;
+                startup = Some((user.clone(), params.clone()));
+                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                    connect(side, conn, &spec, startup.as_ref()).await;
+                }
+            }
+            Item::Statement {
+                captured, named, ..
+            } => {
+                let due = spec.clock.due(captured.ts_us, spec.delay);
+                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                    if conn.client.is_none() && conn.dead.is_none() {
                         connect(side, conn, &spec, startup.as_ref()).await;
                     }
                 }
-                Item::Statement {
-                    captured, named, ..
-                } => {
-                    let due = spec.clock.due(captured.ts_us, spec.delay);
+                let skip = spec.blocked.or_else(|| copy_in_reason(captured));
+                if let Some(reason) = skip {
                     for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                        if conn.client.is_none() && conn.dead.is_none() {
-                            connect(side, conn, &spec, startup.as_ref()).await;
-                        }
+                        not_replayed(side, conn, &spec, captured, due, reason.to_string()).await;
                     }
-                    let skip = spec.blocked.or_else(|| copy_in_reason(captured));
-                    if let Some(reason) = skip {
-                        for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                            not_replayed(side, conn, &spec, captured, due, reason.to_string())
-                                .await;
-                        }
-                        continue;
-                    }
-                    spec.clock.wait(due).await;
-                    run_statement(&spec, &mut conns, captured, *named, due).await;
+                    continue;
                 }
-                Item::Disconnect { .. } => break 'session,
+                spec.clock.wait(due).await;
+                run_statement(&spec, &mut conns, captured, *named, due).await;
             }
+            Item::Disconnect { .. } => break,
         }
     }
     for (side, mut conn) in spec.sides.iter().zip(conns) {
