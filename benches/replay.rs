@@ -5,7 +5,8 @@
 //! - pgreplay (Debian package) replaying the server's csvlog of the same run
 //!   at its fastest (`-s 1000 -j`);
 //! - replay lag p50/p99/max at --speed 1 and --speed 10 of paced captures
-//!   (10 also with --connect-ahead 100ms).
+//!   (10 also with --connect-ahead 100ms), and the replayer's own delay p99
+//!   (lag less the time each session waited for its previous statement).
 //!
 //! Run: `cargo bench --bench replay` (BENCH_TX transactions per client,
 //! 10000; BENCH_ROUNDS interleaved rounds, 3, medians reported).
@@ -284,8 +285,8 @@ fn main() {
         "\nlag of `pgtape replay --speed S` (pgbench -S -M prepared -T 5 captures; 10+: --connect-ahead 100ms)"
     );
     println!(
-        "{:<26} {:<6} {:>10} {:>10} {:>10} {:>10}",
-        "capture", "speed", "rate/s", "lag p50 ms", "lag p99 ms", "lag max ms"
+        "{:<26} {:<6} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "capture", "speed", "rate/s", "lag p50 ms", "lag p99 ms", "lag max ms", "delay p99 ms"
     );
     // "10+" is --speed 10 with --connect-ahead 100ms: connections open before
     // their recorded connect, so a backend's start-up is not in the lag.
@@ -316,12 +317,13 @@ fn main() {
             );
             let ms = |k: &str| side["lag_us"][k].as_f64().unwrap() / 1000.0;
             println!(
-                "{:<26} {speed:<6} {:>10.0} {:>10.3} {:>10.3} {:>10.3}",
+                "{:<26} {speed:<6} {:>10.0} {:>10.3} {:>10.3} {:>10.3} {:>12.3}",
                 format!("-R {rate}, {clients} clients"),
                 side["rate_per_s"].as_f64().unwrap(),
                 ms("p50"),
                 ms("p99"),
-                ms("max")
+                ms("max"),
+                side["delay_us"]["p99"].as_f64().unwrap() / 1000.0
             );
         }
     }

@@ -146,6 +146,8 @@ struct SideRows {
     captured_rows: Vec<i64>,
     started: Vec<i64>,
     scheduled: Vec<i64>,
+    lag: Vec<i64>,
+    delay: Vec<i64>,
     captured_ts: Vec<i64>,
     clone: Vec<i32>,
 }
@@ -167,6 +169,8 @@ fn read_side(path: &Path) -> SideRows {
         captured_rows: vec![],
         started: vec![],
         scheduled: vec![],
+        lag: vec![],
+        delay: vec![],
         captured_ts: vec![],
         clone: vec![],
     };
@@ -195,6 +199,8 @@ fn read_side(path: &Path) -> SideRows {
         s.captured_rows.extend(i64s("captured_rows"));
         s.started.extend(i64s("started_us"));
         s.scheduled.extend(i64s("scheduled_us"));
+        s.lag.extend(i64s("lag_us"));
+        s.delay.extend(i64s("delay_us"));
         let ts = b
             .column_by_name("captured_ts")
             .unwrap()
@@ -361,7 +367,23 @@ fn speed_two_schedules_at_half_the_recorded_offsets() {
             s.scheduled[i]
         );
         assert!(s.started[i] >= s.scheduled[i], "never before its schedule");
+        assert!(
+            (0..=s.lag[i]).contains(&s.delay[i]),
+            "{}: the replayer's delay {} is part of the lag {}",
+            s.sql[i],
+            s.delay[i],
+            s.lag[i]
+        );
     }
+    // At 2x, SELECT 2 is due 100 ms after the 200 ms sleep started: it lags
+    // while its session waits for the server, which is not the replayer's
+    // delay.
+    assert!(
+        s.lag[2] - s.delay[2] >= 80_000,
+        "SELECT 2: lag {} µs, delay {} µs",
+        s.lag[2],
+        s.delay[2]
+    );
     // The statements after each sleep waited for it: real pacing, not only arithmetic.
     assert!(
         s.scheduled[2] - s.scheduled[1] >= 90_000,

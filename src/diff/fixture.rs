@@ -299,6 +299,7 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
                 scheduled_us: offset,
                 started_us: offset + 50,
                 started_at_us: T0_US + 3_600_000_000 + offset + 50,
+                delay_us: 50,
                 duration_us: r.us,
                 status: if r.error.is_some() {
                     Status::Error

@@ -69,7 +69,7 @@ pub struct ReplayArgs {
     /// so a new backend's start-up is not counted as its first statements' lag.
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
     pub connect_ahead: Option<std::time::Duration>,
-    /// Threads the replayed sessions run on (default: half the cores, at least one).
+    /// Threads the replayed sessions run on (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = Pace::Independent)]
@@ -160,7 +160,11 @@ impl ReplayConfig {
             scale: a.scale,
             max_connections: a.max_connections,
             connect_ahead: a.connect_ahead.unwrap_or_default(),
-            threads: Some(a.threads.unwrap_or_else(crate::workers::default_threads)),
+            // One per core: the replayer is the client, as pgbench -j is.
+            threads: Some(
+                a.threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            ),
             pace: a.pace,
             user_map,
             metrics: a.metrics,

@@ -48,6 +48,7 @@ pub mod col {
     pub const SCHEDULED_US: &str = "scheduled_us";
     pub const STARTED_US: &str = "started_us";
     pub const LAG_US: &str = "lag_us";
+    pub const DELAY_US: &str = "delay_us";
     pub const STARTED_AT: &str = "started_at";
     pub const DURATION_US: &str = "duration_us";
     pub const STATUS: &str = "status";
@@ -156,6 +157,9 @@ pub struct ResultRow {
     pub scheduled_us: i64,
     pub started_us: i64,
     pub started_at_us: i64,
+    /// The replayer's own share of the lag: from when the statement could
+    /// start (due, and its session's previous statement done) to its start.
+    pub delay_us: i64,
     pub duration_us: i64,
     pub status: Status,
     pub reason: Option<String>,
@@ -207,6 +211,7 @@ pub fn results_schema() -> SchemaRef {
             Field::new(col::SCHEDULED_US, Int64, false),
             Field::new(col::STARTED_US, Int64, false),
             Field::new(col::LAG_US, Int64, false),
+            Field::new(col::DELAY_US, Int64, false),
             Field::new(col::STARTED_AT, ts, false),
             Field::new(col::DURATION_US, Int64, false),
             Field::new(col::STATUS, Utf8, false),
@@ -269,7 +274,8 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         Int64Builder::new(),
     );
     let (mut ctag, mut cstate) = (StringBuilder::new(), StringBuilder::new());
-    let (mut sched, mut started, mut lag, mut dur) = (
+    let (mut sched, mut started, mut lag, mut delay, mut dur) = (
+        Int64Builder::new(),
         Int64Builder::new(),
         Int64Builder::new(),
         Int64Builder::new(),
@@ -330,6 +336,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         sched.append_value(r.scheduled_us);
         started.append_value(r.started_us);
         lag.append_value(r.started_us - r.scheduled_us);
+        delay.append_value(r.delay_us);
         started_at.append_value(r.started_at_us);
         dur.append_value(r.duration_us);
         status.append_value(r.status.as_str());
@@ -373,6 +380,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         Arc::new(sched.finish()),
         Arc::new(started.finish()),
         Arc::new(lag.finish()),
+        Arc::new(delay.finish()),
         Arc::new(started_at.finish()),
         Arc::new(dur.finish()),
         Arc::new(status.finish()),

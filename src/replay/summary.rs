@@ -17,6 +17,7 @@ pub struct SideStats {
     not_replayed: u64,
     reasons: BTreeMap<String, u64>,
     lag: Histogram<u64>,
+    delay: Histogram<u64>,
     latency: Histogram<u64>,
     first_us: i64,
     last_us: i64,
@@ -34,6 +35,7 @@ impl SideStats {
             // Fixed bounds: an auto-resizing histogram would clamp every
             // value above its first 2 ms to its starting maximum.
             lag: crate::report::summary::hist(3),
+            delay: crate::report::summary::hist(3),
             latency: crate::report::summary::hist(3),
             first_us: i64::MAX,
             last_us: i64::MIN,
@@ -55,6 +57,7 @@ impl SideStats {
         }
         self.lag
             .saturating_record((r.started_us - r.scheduled_us).max(0) as u64);
+        self.delay.saturating_record(r.delay_us.max(0) as u64);
         self.latency.saturating_record(r.duration_us.max(0) as u64);
         self.first_us = self.first_us.min(r.started_us);
         self.last_us = self.last_us.max(r.started_us + r.duration_us);
@@ -67,11 +70,19 @@ impl SideStats {
         } else {
             0.0
         };
-        let q = |h: &Histogram<u64>, p: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(p)
+        let q = |h: &Histogram<u64>| {
+            let at = |p| {
+                if h.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(p)
+                }
+            };
+            Percentiles {
+                p50: at(0.5),
+                p95: at(0.95),
+                p99: at(0.99),
+                max: h.max(),
             }
         };
         SideSummary {
@@ -89,18 +100,9 @@ impl SideStats {
             } else {
                 0.0
             },
-            lag_us: Percentiles {
-                p50: q(&self.lag, 0.5),
-                p95: q(&self.lag, 0.95),
-                p99: q(&self.lag, 0.99),
-                max: self.lag.max(),
-            },
-            latency_us: Percentiles {
-                p50: q(&self.latency, 0.5),
-                p95: q(&self.latency, 0.95),
-                p99: q(&self.latency, 0.99),
-                max: self.latency.max(),
-            },
+            lag_us: q(&self.lag),
+            delay_us: q(&self.delay),
+            latency_us: q(&self.latency),
         }
     }
 }
@@ -126,6 +128,9 @@ pub struct SideSummary {
     pub seconds: f64,
     pub rate_per_s: f64,
     pub lag_us: Percentiles,
+    /// The replayer's own part of the lag (the rest is each session waiting
+    /// for its previous statement, i.e. for the server).
+    pub delay_us: Percentiles,
     pub latency_us: Percentiles,
 }
 
@@ -155,7 +160,7 @@ impl ReplaySummary {
             self.capture, self.captured_statements, self.sessions, self.pace, self.results
         ));
         s.push_str(&format!(
-            "{:<8} {:>10} {:>8} {:>8} {:>8} {:>10} {:>22} {:>30}\n",
+            "{:<8} {:>10} {:>8} {:>8} {:>8} {:>10} {:>22} {:>14} {:>30}\n",
             "side",
             "replayed",
             "failed",
@@ -163,12 +168,13 @@ impl ReplaySummary {
             "rate/s",
             "seconds",
             "lag p50/p99/max ms",
+            "delay p99 ms",
             "latency p50/p95/p99/max ms"
         ));
         let ms = |us: u64| us as f64 / 1000.0;
         for d in &self.sides {
             s.push_str(&format!(
-                "{:<8} {:>10} {:>8} {:>8} {:>8.0} {:>10.2} {:>22} {:>30}\n",
+                "{:<8} {:>10} {:>8} {:>8} {:>8.0} {:>10.2} {:>22} {:>14.2} {:>30}\n",
                 d.side,
                 d.replayed,
                 d.failed,
@@ -181,6 +187,7 @@ impl ReplaySummary {
                     ms(d.lag_us.p99),
                     ms(d.lag_us.max)
                 ),
+                ms(d.delay_us.p99),
                 format!(
                     "{:.2}/{:.2}/{:.2}/{:.2}",
                     ms(d.latency_us.p50),
@@ -211,6 +218,7 @@ mod tests {
             scheduled_us,
             started_us,
             started_at_us: started_us,
+            delay_us: (started_us - scheduled_us) / 2,
             duration_us,
             status: Status::Ok,
             reason: None,
@@ -241,6 +249,7 @@ mod tests {
             sum.lag_us
         );
         assert!(near(sum.lag_us.max, 99_000), "{:?}", sum.lag_us);
+        assert!(near(sum.delay_us.max, 49_500), "{:?}", sum.delay_us);
         assert!(near(sum.latency_us.p99, 100_000), "{:?}", sum.latency_us);
         assert_eq!(sum.replayed, 100);
     }

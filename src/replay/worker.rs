@@ -74,6 +74,10 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
         .collect();
     let mut startup: Option<(String, Vec<(String, String)>)> = None;
     let mut queued = Vec::with_capacity(ITEM_RUN);
+    // When the session could next send: its previous statement (or its
+    // connect) done. A statement starts at this or when due, whichever is
+    // later; what passes beyond that is the replayer's own delay.
+    let mut ready = Instant::now();
     while let Some(item) = next_item(&mut rx, &mut queued).await {
         match &item {
             Item::Connect {
@@ -88,6 +92,7 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
                 for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
                     connect(side, conn, &spec, startup.as_ref()).await;
                 }
+                ready = Instant::now();
             }
             Item::Statement {
                 captured, named, ..
@@ -96,6 +101,7 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
                 for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
                     if conn.client.is_none() && conn.dead.is_none() {
                         connect(side, conn, &spec, startup.as_ref()).await;
+                        ready = Instant::now();
                     }
                 }
                 let skip = spec.blocked.or_else(|| copy_in_reason(captured));
@@ -106,7 +112,8 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
                     continue;
                 }
                 spec.clock.wait(due).await;
-                run_statement(&spec, &mut conns, captured, *named, due).await;
+                run_statement(&spec, &mut conns, captured, *named, due, ready).await;
+                ready = Instant::now();
             }
             Item::Disconnect { .. } => break,
         }
@@ -228,6 +235,7 @@ fn row(
         },
         started_us,
         started_at_us: clock.t0_wall_us + started_us,
+        delay_us: 0,
         duration_us,
         status,
         reason,
@@ -295,17 +303,27 @@ async fn run_statement(
     captured: &Arc<Captured>,
     named: bool,
     due: Option<Instant>,
+    ready: Instant,
 ) {
+    let could_start = due.map_or(ready, |d| d.max(ready));
     let due = due.unwrap_or_else(Instant::now);
     if let [conn] = conns {
         // One side (independent pacing): no joining, nothing to allocate.
         let run = run_on(conn, captured, named).await;
-        return report(spec, &spec.sides[0], conn, captured, due, run).await;
+        return report(
+            spec,
+            &spec.sides[0],
+            conn,
+            captured,
+            (due, could_start),
+            run,
+        )
+        .await;
     }
     let runs = conns.iter_mut().map(|c| run_on(c, captured, named));
     let results: Vec<Run> = join_all(runs.collect()).await;
     for ((side, conn), run) in spec.sides.iter().zip(conns.iter_mut()).zip(results) {
-        report(spec, side, conn, captured, due, run).await;
+        report(spec, side, conn, captured, (due, could_start), run).await;
     }
 }
 
@@ -315,10 +333,10 @@ async fn report(
     side: &SideCtx,
     conn: &mut Conn,
     captured: &Arc<Captured>,
-    due: Instant,
+    (due, could_start): (Instant, Instant),
     (started, r): Run,
 ) {
-    let row = match r {
+    let mut row = match r {
         Ok((o, took)) => {
             side.metrics.statement(
                 took,
@@ -354,6 +372,7 @@ async fn report(
             None,
         ),
     };
+    row.delay_us = started.saturating_duration_since(could_start).as_micros() as i64;
     send(side, &mut conn.pending, row).await;
 }
 

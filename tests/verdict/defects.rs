@@ -51,6 +51,7 @@ fn row(side: &'static str, captured: &Arc<Captured>, o: Outcome, us: i64, at: i6
         scheduled_us: at,
         started_us: at,
         started_at_us: at,
+        delay_us: 0,
         duration_us: us,
         status: if o.error.is_some() {
             Status::Error
@@ -263,7 +264,7 @@ fn seeded_defects_are_each_caught_and_classed() {
         .unwrap();
     assert_eq!(big.class, "degraded", "{}", ctx());
     assert!(big.ratio > 5.0, "{}", ctx());
-    assert_eq!(v.fingerprints[0].fingerprint, big.fingerprint);
+    assert_eq!(v.fingerprints[0].fingerprint, big.fingerprint, "{}", ctx());
     // Row-level evidence: the deleted row shows on the source side only,
     // and the collation change position by position.
     let stock = v

@@ -31,6 +31,7 @@ const UNIQUE_COLUMNS: &[&[&str]] = &[
     &[col::SCHEDULED_US],
     &[col::STARTED_US],
     &[col::LAG_US],
+    &[col::DELAY_US],
     &[col::STARTED_AT],
     &[col::DURATION_US],
     &[col::ORDERED_HASH],
