@@ -110,6 +110,19 @@ fn named_statements_survive_discard_all_and_pages_sum() {
             1,
             "the session goes on"
         );
+        // Each statement reports its own result columns, though a repeated
+        // RowDescription is parsed once.
+        for (sql, want) in [
+            (&b"SELECT 1 AS a"[..], &[("a", 23)][..]),
+            (b"SELECT 2 AS a", &[("a", 23)]),
+            (b"SELECT 'x'::text AS b, 1 AS a", &[("b", 25), ("a", 23)]),
+            (b"SET work_mem = '4MB'", &[]),
+            (b"SELECT 3 AS a", &[("a", 23)]),
+        ] {
+            let out = c.simple(sql).await.unwrap();
+            let got: Vec<(&str, u32)> = out.columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(sql));
+        }
     });
 }
 

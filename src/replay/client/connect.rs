@@ -64,6 +64,7 @@ impl Client {
             prepared: Default::default(),
             described: Default::default(),
             last_tag: Default::default(),
+            last_columns: Default::default(),
         };
         let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
         for (k, v) in params {

@@ -11,24 +11,26 @@
 //! changed result type.
 //!
 //! [`connect`] holds the startup phase: TLS negotiation and authentication;
+//! [`codec`] the messages built from captured bytes and RowDescription;
 //! [`rows`] the text-format re-run the diff shows differing rows with.
 
+mod codec;
 mod connect;
 mod rows;
 
 use std::io;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
+pub use codec::statement_key;
+use codec::{encode_bind, encode_parse, put_frame_bytes, row_description, statement_name};
+pub use connect::ConnectError;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use xxhash_rust::xxh3::Xxh3;
-
-pub use connect::ConnectError;
 
 use crate::fasthash::{FastMap, FastSet};
 use crate::wire::frame::{Direction, Frames, MAX_MESSAGE_LEN, put_frame};
-use crate::wire::messages::{Reader, parse_error};
+use crate::wire::messages::parse_error;
 use crate::wire::rowhash::RowHash;
 use crate::wire::stream::Stream;
 
@@ -89,6 +91,9 @@ pub struct Client {
     described: FastMap<u64, Arc<[(String, u32)]>>,
     /// The last CommandComplete tag, reused while statements repeat it.
     last_tag: Arc<str>,
+    /// The last RowDescription (as received, and parsed), reused while
+    /// statements repeat it: simple queries are described every time.
+    last_columns: (Vec<u8>, Arc<[(String, u32)]>),
 }
 
 impl Client {
@@ -227,7 +232,13 @@ impl Client {
                         f.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     match tag {
                         b'D' => out.hash.add(body),
-                        b'T' => out.columns = row_description(body).into(),
+                        b'T' => {
+                            if body != self.last_columns.0.as_slice() {
+                                let cols = row_description(body).into();
+                                self.last_columns = (body.to_vec(), cols);
+                            }
+                            out.columns = self.last_columns.1.clone();
+                        }
                         b'C' => {
                             let tag = body.strip_suffix(&[0]).unwrap_or(body);
                             if tag != self.last_tag.as_bytes() {
@@ -290,109 +301,5 @@ impl Client {
         frontend::terminate(&mut self.out);
         let _ = self.flush_out().await;
         let _ = self.stream.shutdown().await;
-    }
-}
-
-fn put_frame_bytes(out: &mut BytesMut, tag: u8, body: &[u8]) {
-    out.put_u8(tag);
-    out.put_u32(body.len() as u32 + 4);
-    out.put_slice(body);
-}
-
-/// Bind of the unnamed portal to `statement` with `x`'s captured parameters.
-fn encode_bind(
-    statement: &str,
-    x: &Extended<'_>,
-    result_formats: &[i16],
-    out: &mut BytesMut,
-) -> io::Result<()> {
-    frontend::bind(
-        "",
-        statement,
-        x.param_formats.iter().copied(),
-        x.params.iter(),
-        |v, buf| match v {
-            Some(b) => {
-                buf.put_slice(b);
-                Ok(postgres_protocol::IsNull::No)
-            }
-            None => Ok(postgres_protocol::IsNull::Yes),
-        },
-        result_formats.iter().copied(),
-        out,
-    )
-    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "parameter too large to bind"))
-}
-
-/// Parse with the SQL as raw bytes (captured SQL need not be UTF-8).
-fn encode_parse(name: &str, sql: &[u8], oids: &[u32], out: &mut BytesMut) {
-    let mut body = Vec::with_capacity(name.len() + sql.len() + 4 + oids.len() * 4);
-    body.extend_from_slice(name.as_bytes());
-    body.push(0);
-    body.extend_from_slice(sql);
-    body.push(0);
-    body.extend_from_slice(&(oids.len() as i16).to_be_bytes());
-    for o in oids {
-        body.extend_from_slice(&o.to_be_bytes());
-    }
-    put_frame_bytes(out, b'P', &body);
-}
-
-/// The per-connection statement name key: the SQL and its parameter types.
-pub fn statement_key(sql: &[u8], oids: &[u32]) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(sql);
-    for o in oids {
-        h.update(&o.to_be_bytes());
-    }
-    h.digest()
-}
-
-/// `pgtape_` and the key in hex, written into `buf` (no allocation per statement).
-fn statement_name(key: u64, buf: &mut [u8; 23]) -> &str {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    buf[..7].copy_from_slice(b"pgtape_");
-    for (i, b) in buf[7..].iter_mut().enumerate() {
-        *b = HEX[(key >> (60 - 4 * i) & 0xf) as usize];
-    }
-    std::str::from_utf8(buf).expect("ASCII")
-}
-
-fn row_description(body: &[u8]) -> Vec<(String, u32)> {
-    let mut r = Reader::new(body, "RowDescription");
-    let Ok(n) = r.count() else { return Vec::new() };
-    let mut cols = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (Ok(name), Ok(_table), Ok(_col), Ok(oid), Ok(_len), Ok(_mod), Ok(_fmt)) = (
-            r.cstr(),
-            r.i32(),
-            r.i16(),
-            r.i32(),
-            r.i16(),
-            r.i32(),
-            r.i16(),
-        ) else {
-            break;
-        };
-        cols.push((String::from_utf8_lossy(name).into_owned(), oid as u32));
-    }
-    cols
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statement_names_are_the_key_in_hex() {
-        let key = statement_key(b"SELECT $1", &[23]);
-        let mut buf = [0u8; 23];
-        assert_eq!(statement_name(key, &mut buf), format!("pgtape_{key:016x}"));
-        assert_ne!(
-            key,
-            statement_key(b"SELECT $1", &[25]),
-            "types are part of the key"
-        );
-        assert_eq!(key, statement_key(b"SELECT $1", &[23]));
     }
 }

@@ -5,7 +5,8 @@ use std::io;
 
 use postgres_protocol::message::frontend;
 
-use super::{Client, Extended, encode_bind, encode_parse, row_description};
+use super::codec::{encode_bind, encode_parse, row_description};
+use super::{Client, Extended};
 use crate::wire::messages::{Reader, parse_error};
 
 impl Client {
