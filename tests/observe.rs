@@ -574,3 +574,118 @@ fn workload_metrics_show_operations_cache_pool_and_business_figures() {
         "{text}"
     );
 }
+
+/// A replay's metrics while it runs: the session is held at its last
+/// statement by an advisory lock the test owns, so the scrape sees every
+/// statement before it counted once, with a lag and a delay each.
+#[test]
+fn replay_metrics_count_statements_lag_and_delay_while_it_runs() {
+    let db = cluster(&ClusterOptions::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("cap");
+    let rec = Recorder::start(RecorderConfig::new(&capture, db.addr())).unwrap();
+    {
+        let sender = rec.sender();
+        let proxy = Proxy::start(&db.addr(), |cfg| cfg.tap = Some(sender));
+        let mut args = vec![];
+        for sql in [
+            "SELECT 1",
+            "SELECT 2",
+            "SELECT 3",
+            "SELECT pg_advisory_lock(42)",
+        ] {
+            args.extend(["-c", sql]);
+        }
+        run_ok(&mut psql(proxy.port(), &args));
+    }
+    rec.close().unwrap();
+    // The test's own session takes lock 42 and keeps it until its stdin closes.
+    let mut holder = psql(db.port(), &[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_holder = holder.stdin.take().unwrap();
+    writeln!(to_holder, "SELECT pg_advisory_lock(42);\n\\echo locked").unwrap();
+    let mut from_holder = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("locked") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut from_holder, &mut line).unwrap() > 0,
+            "psql ended before taking the lock"
+        );
+    }
+    let addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut replay = Command::new(env!("CARGO_BIN_EXE_pgtape"))
+        .arg("replay")
+        .arg(&capture)
+        .args(["--source", &db.url("postgres"), "--speed", "1"])
+        .args(["--metrics", &addr.to_string(), "--format", "json"])
+        .arg("--results")
+        .arg(tmp.path().join("results"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Poll until the listener is up and the three statements before the
+    // lock are counted (the replay cannot get past the fourth).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ok = |t: &str| {
+        sample(
+            t,
+            "pgtape_replay_statements_total",
+            &["side=\"source\"", "outcome=\"ok\""],
+        )
+    };
+    let text = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the replay's metrics never showed 3 statements"
+        );
+        assert!(
+            replay.try_wait().unwrap().is_none(),
+            "the replay ended early"
+        );
+        if std::net::TcpStream::connect(addr).is_ok() {
+            let (code, text) = get(addr, "/metrics");
+            assert_eq!(code, 200);
+            if ok(&text) == 3.0 {
+                break text;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let side = ["side=\"source\""];
+    assert_eq!(
+        sample(&text, "pgtape_replay_statements_planned", &[]),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "pgtape_replay_sessions_active", &side),
+        1.0,
+        "{text}"
+    );
+    for h in ["pgtape_replay_lag_seconds", "pgtape_replay_delay_seconds"] {
+        assert_eq!(
+            sample(&text, &format!("{h}_count"), &side),
+            3.0,
+            "{h}\n{text}"
+        );
+    }
+    assert!(
+        sample(&text, "pgtape_replay_delay_seconds_sum", &side)
+            <= sample(&text, "pgtape_replay_lag_seconds_sum", &side),
+        "the replayer's delay is part of the lag\n{text}"
+    );
+    // Release the lock: the replay finishes its last statement and ends.
+    drop(to_holder);
+    assert!(holder.wait().unwrap().success());
+    let out = replay.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["sides"][0]["ok"], 4, "{summary}");
+}

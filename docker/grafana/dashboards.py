@@ -115,7 +115,8 @@ replay = dashboard("pgtape-replay", "pgtape replay", [
     panel(0, "Latency by side (p95)", [
         ("histogram_quantile(0.95, sum by (le, side) (rate(pgtape_replay_statement_duration_seconds_bucket[1m])))", "{{side}}")], unit="s"),
     panel(0, "Lag behind schedule (p95)", [
-        ("histogram_quantile(0.95, sum by (le, side) (rate(pgtape_replay_lag_seconds_bucket[1m])))", "{{side}}")], unit="s"),
+        ("histogram_quantile(0.95, sum by (le, side) (rate(pgtape_replay_lag_seconds_bucket[1m])))", "{{side}} lag"),
+        ("histogram_quantile(0.95, sum by (le, side) (rate(pgtape_replay_delay_seconds_bucket[1m])))", "{{side}} replayer's delay")], unit="s"),
     panel(0, "Errors by side and class", [
         ("sum by (side, class) (rate(pgtape_replay_errors_total[1m]))", "{{side}} {{class}}")]),
     panel(0, "Divergences by class", [

@@ -50,6 +50,7 @@ pub const WORKLOAD_CONVERSION_RATIO: &str = "pgtape_workload_conversion_ratio";
 pub const REPLAY_STATEMENTS_TOTAL: &str = "pgtape_replay_statements_total";
 pub const REPLAY_STATEMENT_DURATION_SECONDS: &str = "pgtape_replay_statement_duration_seconds";
 pub const REPLAY_LAG_SECONDS: &str = "pgtape_replay_lag_seconds";
+pub const REPLAY_DELAY_SECONDS: &str = "pgtape_replay_delay_seconds";
 pub const REPLAY_ERRORS_TOTAL: &str = "pgtape_replay_errors_total";
 pub const REPLAY_DIVERGENCES_TOTAL: &str = "pgtape_replay_divergences_total";
 pub const REPLAY_STATEMENTS_PLANNED: &str = "pgtape_replay_statements_planned";
@@ -209,6 +210,11 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         REPLAY_LAG_SECONDS,
         Kind::Histogram,
         "How late a statement started against its scheduled time; label side",
+    ),
+    (
+        REPLAY_DELAY_SECONDS,
+        Kind::Histogram,
+        "The replayer's own part of the lag: from when a statement could start (due, its session's previous statement done) to its start; label side",
     ),
     (
         REPLAY_ERRORS_TOTAL,

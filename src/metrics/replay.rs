@@ -46,6 +46,7 @@ pub struct SideMetrics {
     failed: metrics::Counter,
     duration: metrics::Histogram,
     lag: metrics::Histogram,
+    delay: metrics::Histogram,
 }
 
 impl SideMetrics {
@@ -56,14 +57,21 @@ impl SideMetrics {
             failed: counter!(names::REPLAY_STATEMENTS_TOTAL, "side" => side, "outcome" => "error"),
             duration: histogram!(names::REPLAY_STATEMENT_DURATION_SECONDS, "side" => side),
             lag: histogram!(names::REPLAY_LAG_SECONDS, "side" => side),
+            delay: histogram!(names::REPLAY_DELAY_SECONDS, "side" => side),
         }
     }
 
     /// One statement replayed: its latency, how late it started against its
-    /// schedule, and its SQLSTATE if it failed.
-    pub fn statement(&self, duration: Duration, lag: Duration, sqlstate: Option<&[u8]>) {
+    /// schedule, the replayer's part of that, and its SQLSTATE if it failed.
+    pub fn statement(
+        &self,
+        duration: Duration,
+        (lag, delay): (Duration, Duration),
+        sqlstate: Option<&[u8]>,
+    ) {
         self.duration.record(duration.as_secs_f64());
         self.lag.record(lag.as_secs_f64());
+        self.delay.record(delay.as_secs_f64());
         match sqlstate {
             None => self.ok.increment(1),
             Some(code) => {

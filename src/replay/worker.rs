@@ -321,7 +321,7 @@ async fn run_statement(
         .await;
     }
     let runs = conns.iter_mut().map(|c| run_on(c, captured, named));
-    let results: Vec<Run> = join_all(runs.collect()).await;
+    let results: Vec<Run> = crate::workers::join_all(runs.collect()).await;
     for ((side, conn), run) in spec.sides.iter().zip(conns.iter_mut()).zip(results) {
         report(spec, side, conn, captured, (due, could_start), run).await;
     }
@@ -336,11 +336,12 @@ async fn report(
     (due, could_start): (Instant, Instant),
     (started, r): Run,
 ) {
+    let delay = started.saturating_duration_since(could_start);
     let mut row = match r {
         Ok((o, took)) => {
             side.metrics.statement(
                 took,
-                started.saturating_duration_since(due),
+                (started.saturating_duration_since(due), delay),
                 o.error.as_ref().map(|e| e.0.as_bytes()),
             );
             let status = if o.error.is_some() {
@@ -372,32 +373,6 @@ async fn report(
             None,
         ),
     };
-    row.delay_us = started.saturating_duration_since(could_start).as_micros() as i64;
+    row.delay_us = delay.as_micros() as i64;
     send(side, &mut conn.pending, row).await;
-}
-
-/// Polls every future together (one or two: the sides of a lockstep session).
-async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in futs.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
 }
