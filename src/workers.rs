@@ -162,7 +162,8 @@ impl Drop for Leave {
     }
 }
 
-/// Polls every future together (one or two: the sides of a lockstep session).
+/// Polls every future together and returns their outputs in order (the
+/// sides of a lockstep replay session; tests pipelining queries).
 pub async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
     let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();

@@ -360,7 +360,7 @@ fn tokio_postgres_pipelined_queries_and_portal_with_row_limit() {
             .iter()
             .map(|i| async move { client_ref.query_one(stmt_ref, &[i]).await })
             .collect();
-        let rows = futures_join_all(futs).await;
+        let rows = pgtape::workers::join_all(futs).await;
         for (i, r) in rows.into_iter().enumerate() {
             assert_eq!(r.unwrap().get::<_, i64>(0), i as i64 + 1);
         }
@@ -400,34 +400,6 @@ fn tokio_postgres_pipelined_queries_and_portal_with_row_limit() {
     );
     assert_eq!((portal[0].rows, portal[0].max_rows), (25, 7));
     assert_eq!(portal[0].tx_status, b'T');
-}
-
-async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::with_capacity(futs.len());
-    let mut pinned: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    // Poll all together so the client pipelines them.
-    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for d in done {
-        set.push(d.unwrap());
-    }
-    set
 }
 
 #[test]
