@@ -8,6 +8,7 @@
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
 //! - [`summary`]: per-side counts, lag and latency; table and JSON.
+//! - [`progress`]: the progress line on a terminal, and the progress metric.
 //! - [`args`]: arguments validated into a configuration.
 //! - [`run`]: connectivity checks, the dispatcher, the writers, the summary.
 
@@ -16,6 +17,7 @@ pub mod client;
 pub mod conn_opts;
 pub mod items;
 pub mod plan;
+pub mod progress;
 pub mod results;
 pub mod run;
 pub mod summary;

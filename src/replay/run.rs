@@ -196,6 +196,7 @@ pub async fn replay(
             results: tx,
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
             done: AtomicU64::new(0),
+            recent: Default::default(),
             metrics: crate::metrics::replay::SideMetrics::new(name),
         }));
     }
@@ -294,7 +295,7 @@ pub async fn replay(
         })?
     };
     let total = outline.statements * sides.len() as u64 + clones;
-    let progress = progress(sides.clone(), total);
+    let progress = super::progress::spawn(sides.clone(), total);
     tokio::select! {
         _ = alive_rx.recv() => {},
         _ = shutdown => {
@@ -302,7 +303,7 @@ pub async fn replay(
             stop.store(true, Ordering::Relaxed);
         }
     }
-    progress.abort();
+    progress.finish();
     let dispatched = tokio::task::spawn_blocking(move || dispatcher.join()).await?;
     dispatched.map_err(|_| anyhow::anyhow!("the dispatcher panicked"))??;
     drop(sides);
@@ -327,38 +328,5 @@ pub async fn replay(
         captured_statements: outline.statements,
         sides: summaries,
         verdict: None,
-    })
-}
-
-/// A progress line on stderr when it is a terminal.
-fn progress(sides: Vec<Arc<SideCtx>>, total: u64) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        use std::io::IsTerminal;
-        let terminal = std::io::stderr().is_terminal();
-        let started = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let done: u64 = sides.iter().map(|s| s.done.load(Ordering::Relaxed)).sum();
-            crate::metrics::replay::progress(done, total);
-            if !terminal || total == 0 {
-                continue;
-            }
-            let secs = started.elapsed().as_secs_f64();
-            let rate = done as f64 / secs.max(0.001);
-            let eta = if rate > 0.0 {
-                (total.saturating_sub(done)) as f64 / rate
-            } else {
-                0.0
-            };
-            let per_side: Vec<String> = sides
-                .iter()
-                .map(|s| format!("{} {}", s.name, s.done.load(Ordering::Relaxed)))
-                .collect();
-            eprint!(
-                "\r{:>5.1}% {done}/{total} statements, {rate:.0}/s, ETA {eta:.0}s ({})   ",
-                100.0 * done as f64 / total as f64,
-                per_side.join(", ")
-            );
-        }
     })
 }

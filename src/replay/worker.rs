@@ -25,6 +25,8 @@ pub struct SideCtx {
     /// Connections this side may hold at once (`--max-connections`).
     pub connections: Arc<Semaphore>,
     pub done: AtomicU64,
+    /// The worst lag and delay since the progress line's last tick.
+    pub recent: super::progress::Recent,
     pub metrics: crate::metrics::replay::SideMetrics,
 }
 
@@ -339,11 +341,10 @@ async fn report(
     let delay = started.saturating_duration_since(could_start);
     let mut row = match r {
         Ok((o, took)) => {
-            side.metrics.statement(
-                took,
-                (started.saturating_duration_since(due), delay),
-                o.error.as_ref().map(|e| e.0.as_bytes()),
-            );
+            let lag = started.saturating_duration_since(due);
+            side.recent.record(lag, delay);
+            side.metrics
+                .statement(took, (lag, delay), o.error.as_ref().map(|e| e.0.as_bytes()));
             let status = if o.error.is_some() {
                 Status::Error
             } else {
