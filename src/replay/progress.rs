@@ -19,11 +19,15 @@ pub struct Recent {
 }
 
 impl Recent {
+    /// Most statements are not the worst of their half second: a plain load
+    /// rules them out, and only a new worst writes the shared line.
     pub fn record(&self, lag: Duration, delay: Duration) {
-        self.lag_us
-            .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
-        self.delay_us
-            .fetch_max(delay.as_micros() as u64, Ordering::Relaxed);
+        for (slot, v) in [(&self.lag_us, lag), (&self.delay_us, delay)] {
+            let v = v.as_micros() as u64;
+            if v > slot.load(Ordering::Relaxed) {
+                slot.fetch_max(v, Ordering::Relaxed);
+            }
+        }
     }
 
     fn take(&self) -> (u64, u64) {
