@@ -240,11 +240,12 @@ async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let replayed = crate::replay::replay(&cfg, std::future::pending()).await?;
     for s in &replayed.sides {
         eprintln!(
-            "      {}: {} statements, {:.0}/s, lag p99 {:.2} ms",
+            "      {}: {} statements, {:.0}/s, lag p99 {:.2} ms (replayer's delay p99 {:.2} ms)",
             s.side,
             s.replayed,
             s.rate_per_s,
-            s.lag_us.p99 as f64 / 1000.0
+            s.lag_us.p99 as f64 / 1000.0,
+            s.delay_us.p99 as f64 / 1000.0
         );
     }
 
