@@ -231,21 +231,23 @@ fn read_side(path: &Path) -> SideRows {
     s
 }
 
-fn config(
+/// `pgtape replay CAPTURE --source S [--target T] --results R EXTRA...`,
+/// parsed as the binary parses it.
+fn replay_args(
     capture: &Path,
     results: &Path,
-    source: &Cluster,
-    target: Option<&Cluster>,
+    source: &str,
+    target: Option<&str>,
     extra: &[&str],
-) -> ReplayConfig {
+) -> pgtape::replay::ReplayArgs {
     let mut argv = vec![
         "pgtape".to_string(),
         "replay".into(),
         capture.display().to_string(),
     ];
-    argv.extend(["--source".into(), source.url("postgres")]);
+    argv.extend(["--source".into(), source.to_string()]);
     if let Some(t) = target {
-        argv.extend(["--target".into(), t.url("postgres")]);
+        argv.extend(["--target".into(), t.to_string()]);
     }
     argv.extend(["--results".into(), results.display().to_string()]);
     argv.extend(extra.iter().map(|s| s.to_string()));
@@ -253,6 +255,24 @@ fn config(
     let pgtape::cli::Command::Replay(args) = cli.command else {
         panic!("replay args")
     };
+    args
+}
+
+fn config(
+    capture: &Path,
+    results: &Path,
+    source: &Cluster,
+    target: Option<&Cluster>,
+    extra: &[&str],
+) -> ReplayConfig {
+    let target = target.map(|t| t.url("postgres"));
+    let args = replay_args(
+        capture,
+        results,
+        &source.url("postgres"),
+        target.as_deref(),
+        extra,
+    );
     ReplayConfig::from_args(&args).unwrap()
 }
 
@@ -453,32 +473,14 @@ fn named_statements_across_round_trips_and_discard_all_replay() {
     }
 }
 
-/// `pgtape replay` as the binary runs it: its exit code, or its error.
-fn replay_main(argv: &[&str]) -> anyhow::Result<i32> {
-    let cli = <pgtape::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-    let pgtape::cli::Command::Replay(args) = cli.command else {
-        panic!("replay args")
-    };
-    pgtape::replay::main(args)
-}
-
 #[test]
 fn bad_captures_and_unreachable_targets_are_errors_naming_them() {
     let a = cluster(&ClusterOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let run = |capture: &Path, target: &str| -> String {
-        let argv = [
-            "pgtape",
-            "replay",
-            &capture.display().to_string(),
-            "--source",
-            &a.url("postgres"),
-            "--target",
-            target,
-            "--results",
-            &dir.path().join("r").display().to_string(),
-        ];
-        format!("{:#}", replay_main(&argv).unwrap_err())
+        let results = dir.path().join("r");
+        let args = replay_args(capture, &results, &a.url("postgres"), Some(target), &[]);
+        format!("{:#}", pgtape::replay::main(args).unwrap_err())
     };
     let missing = dir.path().join("nope");
     assert!(
@@ -666,23 +668,17 @@ fn replay_with_a_target_ends_with_the_verdict_and_its_exit_code() {
         ));
     });
     let run = |target: &Cluster, report: &Path| -> i32 {
-        let argv = [
-            "pgtape",
-            "replay",
-            &capture.display().to_string(),
-            "--source",
+        let report = report.display().to_string();
+        let extra = ["--max-rate", "--fail-on", "divergence", "--report", &report];
+        let args = replay_args(
+            &capture,
+            &dir.path().join("results"),
             &a.url("postgres"),
-            "--target",
-            &target.url("postgres"),
-            "--results",
-            &dir.path().join("results").display().to_string(),
-            "--max-rate",
-            "--fail-on",
-            "divergence",
-            "--report",
-            &report.display().to_string(),
-        ];
-        replay_main(&argv).unwrap()
+            Some(&target.url("postgres")),
+            &extra,
+        );
+        // As the binary runs it: the verdict's exit code.
+        pgtape::replay::main(args).unwrap()
     };
     let pass = dir.path().join("pass.json");
     assert_eq!(run(&same, &pass), 0);
