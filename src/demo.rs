@@ -234,6 +234,10 @@ async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         threads: None,
         connect_ahead: Duration::ZERO,
         pace: crate::replay::run::Pace::Independent,
+        order: crate::replay::run::OrderMode::Commit,
+        order_timeout: Duration::from_secs(10),
+        lock_check: true,
+        shutdown_grace: Duration::from_secs(5),
         user_map: vec![],
         metrics: None,
     };

@@ -117,6 +117,9 @@ replay = dashboard("pgtape-replay", "pgtape replay", [
     panel(0, "Lag behind schedule (p95)", [
         ("histogram_quantile(0.95, sum by (le, side) (rate(pgtape_replay_lag_seconds_bucket[1m])))", "{{side}} lag"),
         ("histogram_quantile(0.95, sum by (le, side) (rate(pgtape_replay_delay_seconds_bucket[1m])))", "{{side}} replayer's delay")], unit="s"),
+    panel(0, "Waits for order (--order commit, p95)", [
+        ("histogram_quantile(0.95, sum by (le, side) (rate(pgtape_replay_order_wait_seconds_bucket[1m])))", "{{side}} wait"),
+        ("sum by (side) (rate(pgtape_replay_order_released_total[1m]))", "{{side}} released/s")], unit="s"),
     panel(0, "Errors by side and class", [
         ("sum by (side, class) (rate(pgtape_replay_errors_total[1m]))", "{{side}} {{class}}")]),
     panel(0, "Divergences by class", [

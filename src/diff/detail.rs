@@ -51,13 +51,13 @@ pub fn details(path: &Path, keys: &HashSet<Key>) -> Result<HashMap<Key, Detail>,
     if keys.is_empty() {
         return Ok(out);
     }
-    // Every column but the replayer's delay, which results files written
-    // before it was measured do not have, and which no detail shows.
+    // Every column but those added since the first results files (the
+    // replayer's delay, the wait for order), which no detail shows.
     let names: Vec<String> = crate::replay::results::results_schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
-        .filter(|n| n != col::DELAY_US)
+        .filter(|n| !col::ADDED.contains(&n.as_str()))
         .collect();
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
     scan(path, &all, |b| {

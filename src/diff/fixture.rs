@@ -277,6 +277,7 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
                 "extended"
             },
             read_only: s.read_only,
+            tx_status: b'I',
             param_types: vec![0; s.params.len()].into(),
             param_formats: Vec::new().into(),
             param_values: s.params.iter().cloned().collect(),
@@ -300,6 +301,8 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
                 started_us: offset + 50,
                 started_at_us: T0_US + 3_600_000_000 + offset + 50,
                 delay_us: 50,
+                order_wait_us: 0,
+                order_released: false,
                 duration_us: r.us,
                 status: if r.error.is_some() {
                     Status::Error

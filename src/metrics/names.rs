@@ -51,6 +51,8 @@ pub const REPLAY_STATEMENTS_TOTAL: &str = "pgtape_replay_statements_total";
 pub const REPLAY_STATEMENT_DURATION_SECONDS: &str = "pgtape_replay_statement_duration_seconds";
 pub const REPLAY_LAG_SECONDS: &str = "pgtape_replay_lag_seconds";
 pub const REPLAY_DELAY_SECONDS: &str = "pgtape_replay_delay_seconds";
+pub const REPLAY_ORDER_WAIT_SECONDS: &str = "pgtape_replay_order_wait_seconds";
+pub const REPLAY_ORDER_RELEASED_TOTAL: &str = "pgtape_replay_order_released_total";
 pub const REPLAY_ERRORS_TOTAL: &str = "pgtape_replay_errors_total";
 pub const REPLAY_DIVERGENCES_TOTAL: &str = "pgtape_replay_divergences_total";
 pub const REPLAY_STATEMENTS_PLANNED: &str = "pgtape_replay_statements_planned";
@@ -215,6 +217,16 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         REPLAY_DELAY_SECONDS,
         Kind::Histogram,
         "The replayer's own part of the lag: from when a statement could start (due, its session's previous statement done) to its start; label side",
+    ),
+    (
+        REPLAY_ORDER_WAIT_SECONDS,
+        Kind::Histogram,
+        "How long statements that waited for other sessions' sync points (--order commit) waited; label side",
+    ),
+    (
+        REPLAY_ORDER_RELEASED_TOTAL,
+        Kind::Counter,
+        "Statements whose wait for order was ended by a release (a replay-made lock cycle, or --order-timeout) rather than by the sync points completing; label side",
     ),
     (
         REPLAY_ERRORS_TOTAL,

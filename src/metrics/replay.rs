@@ -47,6 +47,8 @@ pub struct SideMetrics {
     duration: metrics::Histogram,
     lag: metrics::Histogram,
     delay: metrics::Histogram,
+    order_wait: metrics::Histogram,
+    order_released: metrics::Counter,
 }
 
 impl SideMetrics {
@@ -58,6 +60,8 @@ impl SideMetrics {
             duration: histogram!(names::REPLAY_STATEMENT_DURATION_SECONDS, "side" => side),
             lag: histogram!(names::REPLAY_LAG_SECONDS, "side" => side),
             delay: histogram!(names::REPLAY_DELAY_SECONDS, "side" => side),
+            order_wait: histogram!(names::REPLAY_ORDER_WAIT_SECONDS, "side" => side),
+            order_released: counter!(names::REPLAY_ORDER_RELEASED_TOTAL, "side" => side),
         }
     }
 
@@ -80,6 +84,16 @@ impl SideMetrics {
                 counter!(names::REPLAY_ERRORS_TOTAL, "side" => self.side, "class" => class)
                     .increment(1);
             }
+        }
+    }
+}
+
+impl SideMetrics {
+    /// A statement waited for order this long; `released` if a release ended it.
+    pub fn order_wait(&self, waited: Duration, released: bool) {
+        self.order_wait.record(waited.as_secs_f64());
+        if released {
+            self.order_released.increment(1);
         }
     }
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::ValueEnum;
 
 use super::conn_opts::ConnOpts;
+pub use super::order::OrderMode;
 use super::plan::Filter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,6 +75,25 @@ pub struct ReplayArgs {
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = Pace::Independent)]
     pub pace: Pace,
+    /// Order of effects across sessions: `commit` makes each statement wait,
+    /// on each side, for the writes, DDL and commits of other sessions that
+    /// had completed before it started in the capture; `session` keeps each
+    /// session's own order only.
+    #[arg(long, value_enum, default_value_t = OrderMode::Commit)]
+    pub order: OrderMode,
+    /// Release a wait for order that has not moved for this long (a lock
+    /// taken in another order on replay, a session that never gets there).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::cli::parse_duration)]
+    pub order_timeout: std::time::Duration,
+    /// Do not ask the servers (pg_blocking_pids) whether a wait for order is
+    /// a lock cycle the replay made, which is otherwise released at once;
+    /// such waits then last --order-timeout.
+    #[arg(long)]
+    pub no_lock_check: bool,
+    /// On SIGTERM or SIGINT: no statement starts, those in flight get this
+    /// long, then the results are written; a second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::cli::parse_duration)]
+    pub shutdown_grace: std::time::Duration,
     /// Map captured users to replay users: `app=replay_app,batch=replay_batch`.
     #[arg(long, value_delimiter = ',')]
     pub user_map: Vec<String>,
@@ -104,6 +124,10 @@ pub struct ReplayConfig {
     /// Session threads; `None` runs sessions on the caller's runtime.
     pub threads: Option<usize>,
     pub pace: Pace,
+    pub order: OrderMode,
+    pub order_timeout: std::time::Duration,
+    pub lock_check: bool,
+    pub shutdown_grace: std::time::Duration,
     pub user_map: Vec<(String, String)>,
     pub metrics: Option<std::net::SocketAddr>,
 }
@@ -129,6 +153,11 @@ impl ReplayConfig {
         if a.max_rate && a.connect_ahead.is_some() {
             bail!(
                 "--connect-ahead applies to a paced replay (--speed); --max-rate connects each session when its first item arrives"
+            );
+        }
+        if a.order_timeout.is_zero() {
+            bail!(
+                "--order-timeout must be more than 0 (e.g. --order-timeout 10s); use --order session to replay without waits for order"
             );
         }
         if a.threads == Some(0) {
@@ -166,6 +195,10 @@ impl ReplayConfig {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             ),
             pace: a.pace,
+            order: a.order,
+            order_timeout: a.order_timeout,
+            lock_check: !a.no_lock_check,
+            shutdown_grace: a.shutdown_grace,
             user_map,
             metrics: a.metrics,
         })

@@ -38,6 +38,7 @@ const ITEM_COLUMNS: &[&str] = &[
     col::ORDERED_HASH,
     col::UNORDERED_HASH,
     col::SQLSTATE,
+    col::TX_STATUS,
     col::USER,
     col::APPLICATION_NAME,
     col::STARTUP_PARAMS,
@@ -100,6 +101,21 @@ pub fn items(cap: &Capture, filter: Filter) -> Items {
     }
 }
 
+impl Items {
+    /// The items of the capture's next batch (empty when every row of it
+    /// was filtered out), or `None` at the end.
+    pub fn next_batch(&mut self) -> Option<Result<Vec<Item>, PlanError>> {
+        let rest: Vec<Item> = std::mem::take(&mut self.pending).collect();
+        if !rest.is_empty() {
+            return Some(Ok(rest));
+        }
+        match self.scan.next()? {
+            Ok(b) => Some(Ok(self.decode(&b))),
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+}
+
 impl Iterator for Items {
     type Item = Result<Item, PlanError>;
 
@@ -140,6 +156,7 @@ impl Items {
         let oh = c(col::ORDERED_HASH).as_primitive::<Int64Type>();
         let uh = c(col::UNORDERED_HASH).as_primitive::<Int64Type>();
         let state = c(col::SQLSTATE).as_string::<i32>();
+        let txs = c(col::TX_STATUS).as_string::<i32>();
         let user = c(col::USER).as_string::<i32>();
         let app = c(col::APPLICATION_NAME).as_string::<i32>();
         let startup = c(col::STARTUP_PARAMS).as_map();
@@ -235,6 +252,11 @@ impl Items {
                             "extended"
                         },
                         read_only: f.read_only,
+                        tx_status: if txs.is_null(i) {
+                            0
+                        } else {
+                            txs.value(i).as_bytes().first().copied().unwrap_or(0)
+                        },
                         param_types: list_slice::<UInt32Type>(ptypes, i),
                         param_formats: list_slice::<Int16Type>(pformats, i),
                         param_values: values,
@@ -255,6 +277,7 @@ impl Items {
                         key: k,
                         captured: Arc::new(captured),
                         named,
+                        order: Default::default(),
                     });
                 }
             }

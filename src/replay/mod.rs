@@ -4,6 +4,10 @@
 //! - [`client`]: the wire-level client that replays statements faithfully.
 //! - [`plan`]: filters and the sizing pass over a capture.
 //! - [`items`]: the capture as a stream of connect, statement and disconnect items.
+//! - [`dispatch`]: the thread that streams the capture into the sessions' queues.
+//! - [`queue`]: a session's queue, in memory or on the [`spool`], never blocking the reader.
+//! - [`order`]: the order of effects across sessions (`--order commit`).
+//! - [`watchdog`]: breaks waits for order the replay itself made impossible.
 //! - [`timer`]: the replay clock and the precise timer behind it.
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
@@ -15,13 +19,18 @@
 pub mod args;
 pub mod client;
 pub mod conn_opts;
+pub mod dispatch;
 pub mod items;
+pub mod order;
 pub mod plan;
 pub mod progress;
+pub mod queue;
 pub mod results;
 pub mod run;
+pub mod spool;
 pub mod summary;
 pub mod timer;
+pub mod watchdog;
 pub mod worker;
 
 pub use run::{ReplayArgs, ReplayConfig, main, replay};

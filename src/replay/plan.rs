@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use thiserror::Error;
 
@@ -57,11 +57,23 @@ pub enum Item {
         key: SessionKey,
         captured: Arc<Captured>,
         named: bool,
+        order: OrderTag,
     },
     Disconnect {
         key: SessionKey,
         ts_us: i64,
     },
+}
+
+/// What a statement owes the order of effects across sessions (`--order
+/// commit`; see [`super::order`]): set by the dispatcher.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrderTag {
+    /// Wait until every sync point that had completed before this captured
+    /// start time (µs) has completed on the side.
+    pub after: Option<i64>,
+    /// This statement is itself a sync point: complete it once it ran.
+    pub sync: Option<super::order::SyncKey>,
 }
 
 /// What the first pass learnt.
@@ -76,6 +88,13 @@ pub struct Outline {
     /// Sessions whose every statement is read-only (clonable by --scale).
     pub read_only_sessions: HashSet<SessionKey>,
     pub params_redacted: bool,
+    /// How far, in capture time, a statement's row comes after rows of
+    /// statements that started later (rows are in completion order): how
+    /// far ahead of the clock a paced replay must read.
+    pub max_lateness_us: i64,
+    /// Each fingerprint's typical (median) captured duration, µs: how long
+    /// a write takes when it waits for no lock (see [`super::dispatch`]).
+    pub typical_us: Arc<FastMap<i64, i64>>,
 }
 
 /// Opens a capture directory, naming every bad file; fails if nothing is readable.
@@ -156,11 +175,14 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
     let mut seen: HashSet<SessionKey> = HashSet::new();
     let mut writes: HashSet<SessionKey> = HashSet::new();
     let mut ro_cache: HashMap<i64, bool> = HashMap::new();
+    let mut latest_start = i64::MIN;
+    let mut durations: FastMap<i64, LogHistogram> = FastMap::default();
     let scan = cap.scan(&[
         col::CAPTURE_ID,
         col::KIND,
         col::SESSION_ID,
         col::TS,
+        col::DURATION_US,
         col::FINGERPRINT,
         col::NORMALIZED_SQL,
     ]);
@@ -182,6 +204,10 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
             .column_by_name(col::TS)
             .expect("projected")
             .as_primitive::<TimestampMicrosecondType>();
+        let dur = b
+            .column_by_name(col::DURATION_US)
+            .expect("projected")
+            .as_primitive::<Int64Type>();
         let fps = b
             .column_by_name(col::FINGERPRINT)
             .expect("projected")
@@ -221,6 +247,14 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
                         writes.insert(k.clone());
                     }
                     o.statements += 1;
+                    if !ro && !dur.is_null(i) {
+                        durations
+                            .entry(fps.value(i))
+                            .or_default()
+                            .record(dur.value(i));
+                    }
+                    latest_start = latest_start.max(t);
+                    o.max_lateness_us = o.max_lateness_us.max(latest_start - t);
                     if seen.insert(k.clone()) {
                         // A session whose connect was not captured.
                         open.insert(k);
@@ -230,6 +264,12 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
             }
         }
     }
+    o.typical_us = Arc::new(
+        durations
+            .into_iter()
+            .map(|(fp, h)| (fp, h.median()))
+            .collect(),
+    );
     o.sessions = seen.len() as u64;
     o.read_only_sessions = seen.into_iter().filter(|k| !writes.contains(k)).collect();
     if o.start_us == i64::MAX {
@@ -239,6 +279,43 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
     Ok(o)
 }
 
+/// Durations in quarter-octave buckets: a median within 19 % in 640 bytes,
+/// whatever the number of executions.
+struct LogHistogram([u32; 160]);
+
+impl Default for LogHistogram {
+    fn default() -> Self {
+        LogHistogram([0; 160])
+    }
+}
+
+impl LogHistogram {
+    fn bucket(us: i64) -> usize {
+        ((us.max(1) as f64).log2() * 4.0) as usize
+    }
+
+    fn record(&mut self, us: i64) {
+        let b = Self::bucket(us).min(self.0.len() - 1);
+        self.0[b] = self.0[b].saturating_add(1);
+    }
+
+    /// The lower bound of the bucket holding the median.
+    fn median(&self) -> i64 {
+        let total: u64 = self.0.iter().map(|&c| c as u64).sum();
+        if total == 0 {
+            return 0;
+        }
+        let mut seen = 0;
+        for (b, &c) in self.0.iter().enumerate() {
+            seen += c as u64;
+            if seen * 2 >= total {
+                return 2f64.powf(b as f64 / 4.0) as i64;
+            }
+        }
+        0
+    }
+}
+
 impl Filter {
     pub(super) fn time_ok(&self, t: i64) -> bool {
         self.from_us.is_none_or(|f| t >= f) && self.until_us.is_none_or(|u| t <= u)
@@ -246,3 +323,19 @@ impl Filter {
 }
 
 pub use super::items::{Items, items};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_duration_is_within_a_quarter_octave() {
+        let mut h = LogHistogram::default();
+        for us in [100, 110, 120, 130, 5_000_000] {
+            h.record(us);
+        }
+        let m = h.median();
+        assert!((90..=120).contains(&m), "{m}");
+        assert_eq!(LogHistogram::default().median(), 0);
+    }
+}

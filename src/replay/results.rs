@@ -49,6 +49,11 @@ pub mod col {
     pub const STARTED_US: &str = "started_us";
     pub const LAG_US: &str = "lag_us";
     pub const DELAY_US: &str = "delay_us";
+    pub const ORDER_WAIT_US: &str = "order_wait_us";
+    pub const ORDER_RELEASED: &str = "order_released";
+    /// Columns added after results schema version 1 was first written:
+    /// readers must not require them (older results files lack them).
+    pub const ADDED: &[&str] = &[DELAY_US, ORDER_WAIT_US, ORDER_RELEASED];
     pub const STARTED_AT: &str = "started_at";
     pub const DURATION_US: &str = "duration_us";
     pub const STATUS: &str = "status";
@@ -97,6 +102,8 @@ pub struct Captured {
     /// `simple` or `extended`.
     pub protocol: &'static str,
     pub read_only: bool,
+    /// Transaction status after the statement (`I`, `T`, `E`; 0 if unknown).
+    pub tx_status: u8,
     /// The list columns below are slices of the capture's own Arrow
     /// buffers: streaming a capture copies no parameter.
     pub param_types: ScalarBuffer<u32>,
@@ -160,6 +167,11 @@ pub struct ResultRow {
     /// The replayer's own share of the lag: from when the statement could
     /// start (due, and its session's previous statement done) to its start.
     pub delay_us: i64,
+    /// Time spent waiting for other sessions' sync points (`--order commit`).
+    pub order_wait_us: i64,
+    /// That wait was ended by a release (a replay-made deadlock, or
+    /// `--order-timeout`), not by the sync points completing.
+    pub order_released: bool,
     pub duration_us: i64,
     pub status: Status,
     pub reason: Option<String>,
@@ -212,6 +224,8 @@ pub fn results_schema() -> SchemaRef {
             Field::new(col::STARTED_US, Int64, false),
             Field::new(col::LAG_US, Int64, false),
             Field::new(col::DELAY_US, Int64, false),
+            Field::new(col::ORDER_WAIT_US, Int64, false),
+            Field::new(col::ORDER_RELEASED, Boolean, false),
             Field::new(col::STARTED_AT, ts, false),
             Field::new(col::DURATION_US, Int64, false),
             Field::new(col::STATUS, Utf8, false),
@@ -281,6 +295,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         Int64Builder::new(),
         Int64Builder::new(),
     );
+    let (mut order_wait, mut order_released) = (Int64Builder::new(), BooleanBuilder::new());
     let mut started_at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let (mut status, mut reason, mut tag) = (
         StringBuilder::new(),
@@ -337,6 +352,8 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         started.append_value(r.started_us);
         lag.append_value(r.started_us - r.scheduled_us);
         delay.append_value(r.delay_us);
+        order_wait.append_value(r.order_wait_us);
+        order_released.append_value(r.order_released);
         started_at.append_value(r.started_at_us);
         dur.append_value(r.duration_us);
         status.append_value(r.status.as_str());
@@ -381,6 +398,8 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         Arc::new(started.finish()),
         Arc::new(lag.finish()),
         Arc::new(delay.finish()),
+        Arc::new(order_wait.finish()),
+        Arc::new(order_released.finish()),
         Arc::new(started_at.finish()),
         Arc::new(dur.finish()),
         Arc::new(status.finish()),

@@ -1,26 +1,38 @@
-//! The replay run: connectivity checked before anything starts, then one
-//! dispatcher thread streams the capture to per-session workers while a
-//! writer thread per side writes the results files and keeps the summary.
+//! The replay run: connectivity checked before anything starts, then the
+//! [`super::dispatch`] thread streams the capture to per-session workers,
+//! an order watchdog per side breaks replay-made lock cycles
+//! (`--order commit`), and a writer thread per side writes the results
+//! files and keeps the summary.
+//!
+//! Stopping (SIGTERM, SIGINT): the dispatcher stops reading and no
+//! statement starts; those in flight get `--shutdown-grace`, then are
+//! abandoned; every statement handed to a session and not run is written
+//! `not_replayed` / `interrupted`, the results files are closed readable,
+//! and `main` exits 2. A second signal exits at once.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::args::resolve_time;
-pub use super::args::{Format, Pace, ReplayArgs, ReplayConfig};
+pub use super::args::{Format, OrderMode, Pace, ReplayArgs, ReplayConfig};
 use super::client::Client;
 use super::conn_opts::ConnOpts;
-use super::plan::{self, Filter, Item, SessionKey};
+use super::dispatch::{Dispatcher, ReadAhead, Spawn};
+use super::plan::{self, Filter, SessionKey};
+use super::queue::{Pressure, SessionQueue};
 use super::results::ResultWriter;
+use super::spool::Spool;
 use super::summary::{ReplaySummary, SideStats};
 use super::timer::{Clock, Timer};
+use super::watchdog::Watchdog;
 use super::worker::{SessionSpec, SideCtx, run_session};
 use crate::cli::exit;
-use crate::fasthash::FastMap;
 use crate::workers::{Spawner, WorkerPool};
 
 /// `pgtape replay`: exit 0 when the replay ran (and, with a target, passed).
@@ -39,9 +51,20 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut summary = rt.block_on(replay(&cfg, crate::cli::shutdown_signal()))?;
+    let first_signal = async {
+        crate::cli::shutdown_signal().await;
+        // A second signal does not wait for the grace.
+        tokio::spawn(async {
+            crate::cli::shutdown_signal().await;
+            eprintln!("pgtape replay: second signal, exiting at once");
+            std::process::exit(exit::ERROR);
+        });
+    };
+    let mut summary = rt.block_on(replay(&cfg, first_signal))?;
     let mut code = exit::OK;
-    if let Some(target) = &cfg.target {
+    if summary.interrupted {
+        code = exit::ERROR;
+    } else if let Some(target) = &cfg.target {
         let v = rt.block_on(crate::diff::run_diff(
             &cfg.results,
             &diff,
@@ -102,30 +125,9 @@ pub async fn replay(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<ReplaySummary> {
     let cap = plan::open(&cfg.capture)?;
-    let mut filter = cfg.filter.clone();
-    if cfg.window.0.is_some() || cfg.window.1.is_some() {
-        let o = plan::outline(&cap, &Filter::default())?;
-        filter.from_us = cfg
-            .window
-            .0
-            .as_deref()
-            .map(|s| resolve_time(s, o.start_us, "--from"))
-            .transpose()?;
-        filter.until_us = cfg
-            .window
-            .1
-            .as_deref()
-            .map(|s| resolve_time(s, o.start_us, "--until"))
-            .transpose()?;
-    }
+    let filter = resolve_filter(cfg, &cap)?;
     let outline = plan::outline(&cap, &filter)?;
-    let clones = outline.read_only_sessions.len() as u64 * (cfg.scale as u64 - 1);
-    let peak = outline.peak_sessions
-        + if cfg.scale > 1 {
-            outline.peak_sessions * (cfg.scale as u64 - 1)
-        } else {
-            0
-        };
+    let peak = outline.peak_sessions * cfg.scale as u64;
     if peak as usize > cfg.max_connections {
         bail!(
             "the capture has {} sessions open at once{}; this replay needs {peak} connections per side: \
@@ -141,7 +143,7 @@ pub async fn replay(
     let sides_opts: Vec<(&'static str, ConnOpts)> = std::iter::once(("source", cfg.source.clone()))
         .chain(cfg.target.clone().map(|t| ("target", t)))
         .collect();
-    ensure_fds(peak * sides_opts.len() as u64)?;
+    ensure_fds(peak * sides_opts.len() as u64 + 2)?;
     let _exporter = match cfg.metrics {
         Some(addr) => {
             let (exporter, local) = crate::metrics::replay::install(addr).await?;
@@ -161,6 +163,170 @@ pub async fn replay(
         let c = Client::connect(opts, &opts.user, &[]).await?;
         c.terminate().await;
     }
+    let (sides, writers) = start_sides(cfg, &sides_opts)?;
+    // A short lead lets the first sessions connect on time.
+    let lead = Duration::from_millis(50) + cfg.connect_ahead;
+    let clock = Clock {
+        timer: Timer::start(),
+        t0: Instant::now() + lead,
+        t0_wall_us: crate::proxy::pump::now_us() + lead.as_micros() as i64,
+        capture_start_us: outline.start_us,
+        speed: cfg.speed,
+        connect_ahead: cfg.connect_ahead,
+    };
+    let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
+    // Sessions run on their own thread-per-core workers (`--threads`), or on
+    // the caller's runtime. The spawner outlives the dispatcher: it is
+    // dropped (a pool's threads joined) once every session has ended.
+    let spawner = Arc::new(match cfg.threads {
+        Some(n) => Spawner::Pool(
+            WorkerPool::start(n, "pgtape-replay").context("cannot start the replay threads")?,
+        ),
+        None => Spawner::Ambient(tokio::runtime::Handle::current()),
+    });
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let pressure = Arc::new(Pressure::default());
+    let dispatcher = {
+        let d = Dispatcher {
+            items: plan::items(&cap, filter),
+            order: (cfg.order == OrderMode::Commit).then(|| {
+                sides
+                    .iter()
+                    .map(|s| s.order.clone().expect("order state with --order commit"))
+                    .collect()
+            }),
+            pressure: pressure.clone(),
+            read_ahead: match cfg.speed {
+                Some(speed) => ReadAhead::Paced {
+                    clock: clock.clone(),
+                    horizon: Duration::from_secs(2).max(Duration::from_micros(
+                        ((outline.max_lateness_us as f64 + 1e6) / speed) as u64,
+                    )),
+                },
+                None => ReadAhead::MaxRate { budget: READ_AHEAD },
+            },
+            stop: stop.clone(),
+            typical_us: outline.typical_us.clone(),
+            spool: match Spool::create(&cfg.results) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(dir = %cfg.results.display(), error = %e, "cannot create the replay spool; sessions far behind will be held in memory");
+                    None
+                }
+            },
+            spawn: spawn_sessions(
+                cfg,
+                &outline,
+                &sides,
+                &clock,
+                (&stop, &abort),
+                spawner.clone(),
+                pressure.clone(),
+                alive_tx,
+            ),
+        };
+        let thread = std::thread::Builder::new().name("pgtape-dispatch".into());
+        thread.spawn(move || d.run())?
+    };
+    let watchdogs: Vec<_> = sides
+        .iter()
+        .filter_map(|s| {
+            let order = s.order.clone()?;
+            Some(tokio::spawn(
+                Watchdog {
+                    side: s.name,
+                    order,
+                    opts: s.opts.clone(),
+                    detect: cfg.lock_check,
+                    timeout: cfg.order_timeout,
+                    stop: stop.clone(),
+                }
+                .run(),
+            ))
+        })
+        .collect();
+    let total = outline.statements * sides.len() as u64;
+    let progress = super::progress::spawn(sides.clone(), total);
+    let interrupted = wait_for_sessions(&mut alive_rx, shutdown, &stop, &abort, cfg).await;
+    stop.cancel();
+    progress.finish();
+    for s in &sides {
+        if let Some(o) = &s.order {
+            o.close();
+        }
+    }
+    for w in watchdogs {
+        let _ = w.await;
+    }
+    let dispatched = tokio::task::spawn_blocking(move || dispatcher.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the dispatcher panicked"))??;
+    tracing::debug!(?dispatched, "capture dispatched");
+    let releases: Vec<(u64, u64)> = sides
+        .iter()
+        .map(|s| s.order.as_ref().map_or((0, 0), |o| o.releases()))
+        .collect();
+    drop(sides);
+    let mut summaries = Vec::new();
+    for (w, (cycles, timeouts)) in writers.into_iter().zip(releases) {
+        let stats = tokio::task::spawn_blocking(move || w.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("a results writer panicked"))??;
+        let mut s = stats.finish();
+        s.order.released_cycles = cycles;
+        s.order.released_timeouts = timeouts;
+        summaries.push(s);
+    }
+    // Every session has ended (their result channels are closed).
+    tokio::task::spawn_blocking(move || drop(spawner)).await?;
+    Ok(ReplaySummary {
+        capture: cfg.capture.display().to_string(),
+        results: cfg.results.display().to_string(),
+        speed: cfg.speed,
+        pace: match cfg.pace {
+            Pace::Independent => "independent",
+            Pace::Lockstep => "lockstep",
+        },
+        order: match cfg.order {
+            OrderMode::Session => "session",
+            OrderMode::Commit => "commit",
+        },
+        interrupted,
+        sessions: outline.sessions,
+        captured_statements: outline.statements,
+        sides: summaries,
+        verdict: None,
+    })
+}
+
+/// Items the dispatcher keeps in memory ahead of `--max-rate` sessions
+/// (more only while a session has run dry).
+const READ_AHEAD: i64 = 64 * 1024;
+
+/// The filter with `--from` / `--until` resolved against the capture's start.
+fn resolve_filter(cfg: &ReplayConfig, cap: &crate::capture::Capture) -> anyhow::Result<Filter> {
+    let mut filter = cfg.filter.clone();
+    if cfg.window.0.is_some() || cfg.window.1.is_some() {
+        let o = plan::outline(cap, &Filter::default())?;
+        let resolve = |s: &Option<String>, flag| {
+            s.as_deref()
+                .map(|s| resolve_time(s, o.start_us, flag))
+                .transpose()
+        };
+        filter.from_us = resolve(&cfg.window.0, "--from")?;
+        filter.until_us = resolve(&cfg.window.1, "--until")?;
+    }
+    Ok(filter)
+}
+
+type Writer = std::thread::JoinHandle<anyhow::Result<SideStats>>;
+
+/// Each side's context and its results writer thread.
+fn start_sides(
+    cfg: &ReplayConfig,
+    sides_opts: &[(&'static str, ConnOpts)],
+) -> anyhow::Result<(Vec<Arc<SideCtx>>, Vec<Writer>)> {
     let meta = vec![
         (
             "pgtape.results.capture".to_string(),
@@ -175,7 +341,7 @@ pub async fn replay(
     ];
     let mut writers = Vec::new();
     let mut sides = Vec::new();
-    for (name, opts) in &sides_opts {
+    for (name, opts) in sides_opts {
         let (tx, mut rx) = mpsc::channel::<Vec<_>>(256);
         let mut w = ResultWriter::create(&cfg.results, name, &meta)?;
         let mut stats = SideStats::new(name, opts.display());
@@ -198,135 +364,97 @@ pub async fn replay(
             done: AtomicU64::new(0),
             recent: Default::default(),
             metrics: crate::metrics::replay::SideMetrics::new(name),
+            order: (cfg.order == OrderMode::Commit).then(Default::default),
         }));
     }
-    // A short lead lets the first sessions connect on time.
-    let lead = Duration::from_millis(50) + cfg.connect_ahead;
-    let clock = Clock {
-        timer: Timer::start(),
-        t0: Instant::now() + lead,
-        t0_wall_us: crate::proxy::pump::now_us() + lead.as_micros() as i64,
-        capture_start_us: outline.start_us,
-        speed: cfg.speed,
-        connect_ahead: cfg.connect_ahead,
+    Ok((sides, writers))
+}
+
+/// What the dispatcher calls for each new captured session: its queues,
+/// one per replayed copy (clones of read-only sessions with `--scale`) and
+/// side group (both sides together in lockstep, one each otherwise), each
+/// with its session task spawned.
+#[allow(clippy::too_many_arguments)]
+fn spawn_sessions(
+    cfg: &ReplayConfig,
+    outline: &plan::Outline,
+    sides: &[Arc<SideCtx>],
+    clock: &Clock,
+    (stop, abort): (&CancellationToken, &CancellationToken),
+    spawner: Arc<Spawner>,
+    pressure: Arc<Pressure>,
+    alive: mpsc::Sender<()>,
+) -> Spawn {
+    let groups: Vec<Vec<Arc<SideCtx>>> = match cfg.pace {
+        Pace::Lockstep => vec![sides.to_vec()],
+        Pace::Independent => sides.iter().map(|s| vec![s.clone()]).collect(),
     };
+    let user_map = Arc::new(cfg.user_map.clone());
     let blocked = outline
         .params_redacted
         .then_some("parameters were redacted at capture (--redact-params)");
-    // Sessions run on their own thread-per-core workers (`--threads`), or on
-    // the caller's runtime. The spawner outlives the dispatcher: it is
-    // dropped (a pool's threads joined) once every session has ended.
-    let spawner = Arc::new(match cfg.threads {
-        Some(n) => Spawner::Pool(
-            WorkerPool::start(n, "pgtape-replay").context("cannot start the replay threads")?,
-        ),
-        None => Spawner::Ambient(tokio::runtime::Handle::current()),
-    });
-    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let dispatcher = {
-        let (sides, clock, stop) = (sides.clone(), clock.clone(), stop.clone());
-        let spawner = spawner.clone();
-        let user_map = Arc::new(cfg.user_map.clone());
-        let (filter, scale, pace) = (filter.clone(), cfg.scale, cfg.pace);
-        let ro_sessions = outline.read_only_sessions.clone();
-        let thread = std::thread::Builder::new().name("pgtape-dispatch".into());
-        thread.spawn(move || -> anyhow::Result<()> {
-            let mut sessions: FastMap<SessionKey, Vec<mpsc::Sender<Item>>> = FastMap::default();
-            let spawn = |key: &SessionKey| {
-                let copies = if scale > 1 && ro_sessions.contains(key) {
-                    scale
-                } else {
-                    1
+    let ro_sessions = outline.read_only_sessions.clone();
+    let (scale, clock, stop, abort) = (cfg.scale, clock.clone(), stop.clone(), abort.clone());
+    Box::new(move |key: &SessionKey, index: u32| {
+        let copies = if scale > 1 && ro_sessions.contains(key) {
+            scale
+        } else {
+            1
+        };
+        let mut queues = Vec::new();
+        for clone in 0..copies {
+            for group in &groups {
+                let queue = SessionQueue::new(key.clone(), pressure.clone());
+                let spec = SessionSpec {
+                    sides: group.clone(),
+                    clock: clock.clone(),
+                    index,
+                    clone: clone as i32,
+                    delay: Duration::from_millis(50 * clone as u64),
+                    user_map: user_map.clone(),
+                    blocked,
+                    stop: stop.clone(),
+                    abort: abort.clone(),
                 };
-                let groups: Vec<Vec<Arc<SideCtx>>> = match pace {
-                    Pace::Lockstep => vec![sides.clone()],
-                    Pace::Independent => sides.iter().map(|s| vec![s.clone()]).collect(),
-                };
-                let mut senders = Vec::new();
-                for clone in 0..copies {
-                    for group in &groups {
-                        let (tx, rx) = mpsc::channel(1024);
-                        let spec = SessionSpec {
-                            sides: group.clone(),
-                            clock: clock.clone(),
-                            clone: clone as i32,
-                            delay: Duration::from_millis(50 * clone as u64),
-                            user_map: user_map.clone(),
-                            blocked,
-                        };
-                        let alive = alive_tx.clone();
-                        spawner.spawn_task(async move {
-                            run_session(spec, rx).await;
-                            drop(alive);
-                        });
-                        senders.push(tx);
-                    }
-                }
-                senders
-            };
-            for item in plan::items(&cap, filter) {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let item = item?;
-                let key = match &item {
-                    Item::Connect { key, .. }
-                    | Item::Statement { key, .. }
-                    | Item::Disconnect { key, .. } => key.clone(),
-                };
-                let disconnect = matches!(item, Item::Disconnect { .. });
-                let senders = sessions.entry(key.clone()).or_insert_with(|| spawn(&key));
-                // Blocks only when a session is far ahead of its schedule (or,
-                // with --max-rate, of its server).
-                if let Some((last, others)) = senders.split_last() {
-                    for tx in others {
-                        let _ = tx.blocking_send(item.clone());
-                    }
-                    let _ = last.blocking_send(item);
-                }
-                if disconnect {
-                    sessions.remove(&key);
-                }
+                let alive = alive.clone();
+                let q = queue.clone();
+                spawner.spawn_task(async move {
+                    run_session(spec, q).await;
+                    drop(alive);
+                });
+                queues.push(queue);
             }
-            drop(sessions);
-            drop(alive_tx);
-            Ok(())
-        })?
-    };
-    let total = outline.statements * sides.len() as u64 + clones;
-    let progress = super::progress::spawn(sides.clone(), total);
-    tokio::select! {
-        _ = alive_rx.recv() => {},
-        _ = shutdown => {
-            tracing::warn!("interrupted: finishing the statements in flight and writing results");
-            stop.store(true, Ordering::Relaxed);
         }
-    }
-    progress.finish();
-    let dispatched = tokio::task::spawn_blocking(move || dispatcher.join()).await?;
-    dispatched.map_err(|_| anyhow::anyhow!("the dispatcher panicked"))??;
-    drop(sides);
-    let mut summaries = Vec::new();
-    for w in writers {
-        let stats = tokio::task::spawn_blocking(move || w.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("a results writer panicked"))??;
-        summaries.push(stats.finish());
-    }
-    // Every session has ended (their result channels are closed).
-    tokio::task::spawn_blocking(move || drop(spawner)).await?;
-    Ok(ReplaySummary {
-        capture: cfg.capture.display().to_string(),
-        results: cfg.results.display().to_string(),
-        speed: cfg.speed,
-        pace: match cfg.pace {
-            Pace::Independent => "independent",
-            Pace::Lockstep => "lockstep",
-        },
-        sessions: outline.sessions,
-        captured_statements: outline.statements,
-        sides: summaries,
-        verdict: None,
+        queues
     })
+}
+
+/// Waits until every session has ended, or the replay is stopped: then no
+/// statement starts, those in flight get the grace, and the rest are
+/// abandoned. Returns whether the replay was interrupted.
+async fn wait_for_sessions(
+    alive: &mut mpsc::Receiver<()>,
+    shutdown: impl std::future::Future<Output = ()>,
+    stop: &CancellationToken,
+    abort: &CancellationToken,
+    cfg: &ReplayConfig,
+) -> bool {
+    tokio::select! {
+        _ = alive.recv() => return false,
+        _ = shutdown => {}
+    }
+    tracing::warn!(
+        grace_s = cfg.shutdown_grace.as_secs_f64(),
+        "interrupted: no statement starts; those in flight get the grace, then the results are written"
+    );
+    stop.cancel();
+    if tokio::time::timeout(cfg.shutdown_grace, alive.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the grace is over: abandoning the statements still in flight");
+        abort.cancel();
+        let _ = alive.recv().await;
+    }
+    true
 }

@@ -19,6 +19,8 @@ pub struct SideStats {
     lag: Histogram<u64>,
     delay: Histogram<u64>,
     latency: Histogram<u64>,
+    order_wait: Histogram<u64>,
+    order_released: u64,
     first_us: i64,
     last_us: i64,
 }
@@ -37,12 +39,18 @@ impl SideStats {
             lag: crate::report::summary::hist(3),
             delay: crate::report::summary::hist(3),
             latency: crate::report::summary::hist(3),
+            order_wait: crate::report::summary::hist(3),
+            order_released: 0,
             first_us: i64::MAX,
             last_us: i64::MIN,
         }
     }
 
     pub fn add(&mut self, r: &ResultRow) {
+        if r.order_wait_us > 0 {
+            self.order_wait.saturating_record(r.order_wait_us as u64);
+        }
+        self.order_released += r.order_released as u64;
         match r.status {
             Status::Ok => self.ok += 1,
             Status::Error => self.errors += 1,
@@ -103,11 +111,17 @@ impl SideStats {
             lag_us: q(&self.lag),
             delay_us: q(&self.delay),
             latency_us: q(&self.latency),
+            order: OrderSummary {
+                waited: self.order_wait.len(),
+                wait_us: q(&self.order_wait),
+                released: self.order_released,
+                ..Default::default()
+            },
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Percentiles {
     pub p50: u64,
     pub p95: u64,
@@ -132,6 +146,24 @@ pub struct SideSummary {
     /// for its previous statement, i.e. for the server).
     pub delay_us: Percentiles,
     pub latency_us: Percentiles,
+    /// The wait for other sessions' sync points (`--order commit`).
+    pub order: OrderSummary,
+}
+
+/// One side's waits for order.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct OrderSummary {
+    /// Statements that had to wait.
+    pub waited: u64,
+    /// How long those waited.
+    pub wait_us: Percentiles,
+    /// Statements whose wait a release ended (replay-made lock cycle or timeout).
+    pub released: u64,
+    /// Sync points released because PostgreSQL showed their session blocked
+    /// by a session waiting for order.
+    pub released_cycles: u64,
+    /// Sync points released after `--order-timeout`.
+    pub released_timeouts: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -141,6 +173,10 @@ pub struct ReplaySummary {
     /// `null` for --max-rate.
     pub speed: Option<f64>,
     pub pace: &'static str,
+    /// `session` or `commit` (`--order`).
+    pub order: &'static str,
+    /// The replay was stopped (SIGTERM, SIGINT) before its end.
+    pub interrupted: bool,
     pub sessions: u64,
     pub captured_statements: u64,
     pub sides: Vec<SideSummary>,
@@ -156,9 +192,20 @@ impl ReplaySummary {
             .map(|x| format!("{x}x"))
             .unwrap_or_else(|| "max rate".into());
         s.push_str(&format!(
-            "replayed {} ({} statements, {} sessions) at {speed}, {} pace; results in {}\n\n",
-            self.capture, self.captured_statements, self.sessions, self.pace, self.results
+            "replayed {} ({} statements, {} sessions) at {speed}, {} pace, {} order; results in {}\n",
+            self.capture,
+            self.captured_statements,
+            self.sessions,
+            self.pace,
+            self.order,
+            self.results
         ));
+        if self.interrupted {
+            s.push_str(
+                "interrupted: statements that did not run are not_replayed (interrupted) in the results\n",
+            );
+        }
+        s.push('\n');
         s.push_str(&format!(
             "{:<8} {:>10} {:>8} {:>8} {:>8} {:>10} {:>22} {:>14} {:>30}\n",
             "side",
@@ -196,6 +243,18 @@ impl ReplaySummary {
                     ms(d.latency_us.max)
                 ),
             ));
+            let o = &d.order;
+            if o.waited > 0 || o.released > 0 {
+                s.push_str(&format!(
+                    "         order: {} waited (p99 {:.2} ms, max {:.2} ms), {} released ({} lock cycles, {} timeouts)\n",
+                    o.waited,
+                    ms(o.wait_us.p99),
+                    ms(o.wait_us.max),
+                    o.released,
+                    o.released_cycles,
+                    o.released_timeouts
+                ));
+            }
             for (reason, n) in &d.not_replayed_reasons {
                 s.push_str(&format!("         not replayed: {n} × {reason}\n"));
             }
@@ -219,6 +278,8 @@ mod tests {
             started_us,
             started_at_us: started_us,
             delay_us: (started_us - scheduled_us) / 2,
+            order_wait_us: 0,
+            order_released: false,
             duration_us,
             status: Status::Ok,
             reason: None,

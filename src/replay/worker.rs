@@ -1,20 +1,34 @@
 //! One replayed session: connects when the capture says it connected, runs
 //! each statement at its scheduled time (never before the previous one
-//! finished) on one side, or on both at once in lockstep, and sends one result
-//! row per statement per side. A statement error never stops the session; a
-//! lost connection marks the rest of it not replayed, with the reason.
+//! finished), after the sync points it depends on (`--order commit`), on
+//! one side, or on both at once in lockstep, and sends one result row per
+//! statement per side. A statement error never stops the session; a lost
+//! connection marks the rest of it not replayed, with the reason.
+//!
+//! Stopping: once `stop` is cancelled no statement starts (waits for the
+//! clock or for order end at once), and what is left is reported
+//! `not_replayed` / `interrupted`; once `abort` is cancelled the statements
+//! in flight are abandoned too. Every sync point a statement carries is
+//! completed on every side whatever happened to it, so no other session
+//! waits for a statement that will never run.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
-use super::client::{Client, Extended, Outcome};
+use super::client::Client;
 use super::conn_opts::ConnOpts;
-use super::plan::Item;
-use super::results::{Captured, ResultRow, Status};
+use super::order::{SideOrder, Slot, Waited, task_key};
+use super::plan::{Item, OrderTag};
+use super::queue::SessionQueue;
+use super::results::{Captured, ResultRow};
 use super::timer::Clock;
+
+mod report;
+use report::{Run, Timing, flush, not_replayed, report, run_on};
 
 /// One side of the replay.
 pub struct SideCtx {
@@ -28,18 +42,27 @@ pub struct SideCtx {
     /// The worst lag and delay since the progress line's last tick.
     pub recent: super::progress::Recent,
     pub metrics: crate::metrics::replay::SideMetrics,
+    /// The order of effects across sessions (`--order commit`).
+    pub order: Option<Arc<SideOrder>>,
 }
 
 /// What a session worker is told at spawn.
 pub struct SessionSpec {
     pub sides: Vec<Arc<SideCtx>>,
     pub clock: Clock,
+    /// The captured session's index (the dispatcher's), for the order's
+    /// bookkeeping.
+    pub index: u32,
     pub clone: i32,
     /// Clones start this much later than the original session.
     pub delay: Duration,
     pub user_map: Arc<Vec<(String, String)>>,
     /// Why statements cannot be replayed faithfully at all (redacted parameters).
     pub blocked: Option<&'static str>,
+    /// No statement starts once cancelled.
+    pub stop: CancellationToken,
+    /// Statements in flight are abandoned once cancelled.
+    pub abort: CancellationToken,
 }
 
 struct Conn {
@@ -48,95 +71,189 @@ struct Conn {
     pending: Vec<ResultRow>,
     dead: Option<String>,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// This session on the side's order (its backend, whether it waits).
+    slot: Arc<Slot>,
 }
 
-/// Most items a session takes from its channel at once.
-const ITEM_RUN: usize = 64;
+const INTERRUPTED: &str = "interrupted: the replay was stopped (SIGTERM or SIGINT)";
 
-/// The session's next item. Items are taken from the channel in runs: one
-/// wake-up of the session, and of a dispatcher waiting for room, per run
-/// rather than per statement. `queued` holds a run in reverse order.
-async fn next_item(rx: &mut mpsc::Receiver<Item>, queued: &mut Vec<Item>) -> Option<Item> {
-    if queued.is_empty() && rx.recv_many(queued, ITEM_RUN).await > 0 {
-        queued.reverse();
-    }
-    queued.pop()
-}
-
-pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
+pub async fn run_session(spec: SessionSpec, queue: Arc<SessionQueue>) {
+    let task = task_key(spec.index, spec.clone);
     let mut conns: Vec<Conn> = spec
         .sides
         .iter()
-        .map(|_| Conn {
+        .map(|side| Conn {
             client: None,
             pending: Vec::new(),
             dead: None,
             _permit: None,
+            slot: side
+                .order
+                .as_ref()
+                .map_or_else(Default::default, |o| o.register(task)),
         })
         .collect();
     let mut startup: Option<(String, Vec<(String, String)>)> = None;
-    let mut queued = Vec::with_capacity(ITEM_RUN);
     // When the session could next send: its previous statement (or its
     // connect) done. A statement starts at this or when due, whichever is
     // later; what passes beyond that is the replayer's own delay.
     let mut ready = Instant::now();
-    while let Some(item) = next_item(&mut rx, &mut queued).await {
-        match &item {
-            Item::Connect {
-                ts_us,
-                user,
-                params,
-                ..
-            } => {
-                let at = spec.clock.connect_due(*ts_us, spec.delay);
-                spec.clock.wait(at).await;
-                startup = Some((user.clone(), params.clone()));
-                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                    connect(side, conn, &spec, startup.as_ref()).await;
-                }
-                ready = Instant::now();
+    'items: while let Some(run) = queue.next_run().await {
+        let run = match run {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a session's items back from the replay spool");
+                break;
             }
-            Item::Statement {
-                captured, named, ..
-            } => {
-                let due = spec.clock.due(captured.ts_us, spec.delay);
-                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                    if conn.client.is_none() && conn.dead.is_none() {
-                        connect(side, conn, &spec, startup.as_ref()).await;
-                        ready = Instant::now();
+        };
+        for item in run {
+            match item {
+                Item::Connect {
+                    ts_us,
+                    user,
+                    params,
+                    ..
+                } => {
+                    let at = spec.clock.connect_due(ts_us, spec.delay);
+                    if !until(&spec.stop, spec.clock.wait(at)).await {
+                        continue;
                     }
-                }
-                let skip = spec.blocked.or_else(|| copy_in_reason(captured));
-                if let Some(reason) = skip {
+                    startup = Some((user, params));
                     for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                        not_replayed(side, conn, &spec, captured, due, reason.to_string()).await;
+                        connect(side, conn, &spec, startup.as_ref()).await;
                     }
-                    continue;
+                    ready = Instant::now();
                 }
-                spec.clock.wait(due).await;
-                run_statement(&spec, &mut conns, captured, *named, due, ready).await;
-                ready = Instant::now();
+                Item::Statement {
+                    captured,
+                    named,
+                    order,
+                    ..
+                } => {
+                    let s = Statement {
+                        captured: &captured,
+                        named,
+                        order,
+                    };
+                    statement(&spec, &mut conns, s, &mut ready, startup.as_ref()).await;
+                }
+                Item::Disconnect { .. } => break 'items,
             }
-            Item::Disconnect { .. } => break,
         }
     }
     for (side, mut conn) in spec.sides.iter().zip(conns) {
         flush(side, &mut conn.pending).await;
-        if let Some(c) = conn.client {
+        if let Some(o) = &side.order {
+            o.unregister(task);
+        }
+        // Held since a connect succeeded, whether the connection is still
+        // open, was lost, or was abandoned.
+        if conn._permit.is_some() {
             crate::metrics::replay::session(side.name, -1.0);
+        }
+        if let Some(c) = conn.client {
             c.terminate().await;
         }
     }
 }
 
-const RESULT_BATCH: usize = 256;
+/// Runs `fut` unless `stop` comes first; whether it ran.
+async fn until(stop: &CancellationToken, fut: impl std::future::Future<Output = ()>) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => false,
+        _ = fut => true,
+    }
+}
 
-async fn flush(side: &SideCtx, pending: &mut Vec<ResultRow>) {
-    if !pending.is_empty() {
-        let _ = side
-            .results
-            .send(std::mem::replace(pending, Vec::with_capacity(RESULT_BATCH)))
-            .await;
+struct Statement<'a> {
+    captured: &'a Arc<Captured>,
+    named: bool,
+    order: OrderTag,
+}
+
+/// One statement on every side of the session, from its schedule to its
+/// result rows; its sync point completed on every side whatever happened.
+async fn statement(
+    spec: &SessionSpec,
+    conns: &mut [Conn],
+    s: Statement<'_>,
+    ready: &mut Instant,
+    startup: Option<&(String, Vec<(String, String)>)>,
+) {
+    let due = spec.clock.due(s.captured.ts_us, spec.delay);
+    let skip = if spec.stop.is_cancelled() {
+        Some(INTERRUPTED)
+    } else {
+        None
+    };
+    let skip = match skip {
+        Some(r) => Some(r),
+        None => {
+            for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                if conn.client.is_none() && conn.dead.is_none() {
+                    connect(side, conn, spec, startup).await;
+                    *ready = Instant::now();
+                }
+            }
+            spec.blocked.or_else(|| copy_in_reason(s.captured))
+        }
+    };
+    let skip = match skip {
+        Some(r) => Some(r),
+        None if !until(&spec.stop, spec.clock.wait(due)).await => Some(INTERRUPTED),
+        None => None,
+    };
+    // Per side: how the wait for order went, and when it ended.
+    let mut waits: Vec<(Waited, Duration, Instant)> = Vec::with_capacity(conns.len());
+    let mut skip = skip;
+    if skip.is_none() {
+        for (side, conn) in spec.sides.iter().zip(conns.iter()) {
+            let t = Instant::now();
+            let w = match (&side.order, s.order.after) {
+                (Some(o), Some(after)) if conn.client.is_some() => {
+                    tokio::select! {
+                        biased;
+                        _ = spec.stop.cancelled() => None,
+                        w = o.wait(after, &conn.slot) => Some(w),
+                    }
+                }
+                _ => Some(Waited::default()),
+            };
+            match w {
+                Some(w) => {
+                    let waited = if w.waited {
+                        t.elapsed()
+                    } else {
+                        Duration::ZERO
+                    };
+                    waits.push((w, waited, Instant::now()));
+                }
+                None => {
+                    skip = Some(INTERRUPTED);
+                    break;
+                }
+            }
+        }
+    }
+    match skip {
+        Some(reason) => {
+            for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                not_replayed(side, conn, spec, s.captured, due, reason.to_string()).await;
+            }
+        }
+        None => {
+            let could_start = due.map_or(*ready, |d| d.max(*ready));
+            run_statement(spec, conns, &s, due, could_start, &waits).await;
+            *ready = Instant::now();
+        }
+    }
+    if let (Some(sync), 0) = (s.order.sync, spec.clone) {
+        for side in &spec.sides {
+            if let Some(o) = &side.order {
+                o.complete(sync);
+            }
+        }
     }
 }
 
@@ -163,6 +280,9 @@ async fn connect(
     match Client::connect(&side.opts, user, params).await {
         Ok(c) => {
             crate::metrics::replay::session(side.name, 1.0);
+            conn.slot
+                .pid
+                .store(c.pid(), std::sync::atomic::Ordering::Relaxed);
             conn.client = Some(c);
             conn._permit = Some(permit);
         }
@@ -178,202 +298,62 @@ fn copy_in_reason(c: &Captured) -> Option<&'static str> {
     (copy && from_stdin()).then_some("COPY FROM STDIN data is not in the capture")
 }
 
-async fn not_replayed(
-    side: &SideCtx,
-    conn: &mut Conn,
-    spec: &SessionSpec,
-    captured: &Arc<Captured>,
-    due: Option<Instant>,
-    reason: String,
-) {
-    let now = Instant::now();
-    let at = due.unwrap_or(now);
-    let row = row(
-        side,
-        spec,
-        captured,
-        at,
-        now,
-        0,
-        Status::NotReplayed,
-        Some(reason),
-        None,
-    );
-    send(side, &mut conn.pending, row).await;
-}
-
-async fn send(side: &SideCtx, pending: &mut Vec<ResultRow>, row: ResultRow) {
-    side.done.fetch_add(1, Ordering::Relaxed);
-    pending.push(row);
-    if pending.len() >= RESULT_BATCH {
-        flush(side, pending).await;
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn row(
-    side: &SideCtx,
-    spec: &SessionSpec,
-    captured: &Arc<Captured>,
-    due: Instant,
-    started: Instant,
-    duration_us: i64,
-    status: Status,
-    reason: Option<String>,
-    outcome: Option<Outcome>,
-) -> ResultRow {
-    let clock = &spec.clock;
-    let started_us = clock.offset_us(started);
-    let o = outcome.unwrap_or_default();
-    let rows = o.rows() as i64;
-    ResultRow {
-        side: side.name,
-        clone: spec.clone,
-        captured: captured.clone(),
-        scheduled_us: if clock.speed.is_some() {
-            clock.offset_us(due)
-        } else {
-            started_us
-        },
-        started_us,
-        started_at_us: clock.t0_wall_us + started_us,
-        delay_us: 0,
-        duration_us,
-        status,
-        reason,
-        command_tag: (!o.command_tag.is_empty()).then_some(o.command_tag),
-        rows,
-        ordered_hash: o.hash.ordered as i64,
-        unordered_hash: o.hash.unordered as i64,
-        result_bytes: o.hash.bytes as i64,
-        columns: o.columns,
-        error: o.error,
-    }
-}
-
-async fn execute(client: &mut Client, c: &Captured, named: bool) -> std::io::Result<Outcome> {
-    if c.protocol == "simple" {
-        return client.simple(c.sql.as_bytes()).await;
-    }
-    // Parameters as slices, on the stack unless there are very many.
-    let mut few = [None; 32];
-    let many: Vec<Option<&[u8]>>;
-    let params = if c.param_values.len() <= few.len() {
-        for (slot, v) in few.iter_mut().zip(c.param_values.iter()) {
-            *slot = v;
-        }
-        &few[..c.param_values.len()]
-    } else {
-        many = c.param_values.iter().collect();
-        &many[..]
-    };
-    let x = Extended {
-        sql: c.sql.as_bytes(),
-        param_oids: &c.param_types,
-        param_formats: &c.param_formats,
-        params,
-        result_formats: &c.result_formats,
-        max_rows: c.max_rows,
-        named,
-    };
-    client.extended(&x).await
-}
-
-type Run = (Instant, Result<(Outcome, Duration), String>);
-
-/// Runs the statement on one side's connection (unless it is lost).
-async fn run_on(conn: &mut Conn, captured: &Captured, named: bool) -> Run {
-    let Some(client) = conn.client.as_mut() else {
-        return (Instant::now(), Err(conn.dead.clone().unwrap_or_default()));
-    };
-    let started = Instant::now();
-    match execute(client, captured, named).await {
-        Ok(o) => (started, Ok((o, started.elapsed()))),
-        Err(e) => {
-            let reason = format!("connection lost: {e}");
-            conn.client = None;
-            conn.dead = Some(reason.clone());
-            (started, Err(reason))
-        }
-    }
-}
-
 /// Runs one statement on every live side at once and reports each.
 async fn run_statement(
     spec: &SessionSpec,
     conns: &mut [Conn],
-    captured: &Arc<Captured>,
-    named: bool,
+    s: &Statement<'_>,
     due: Option<Instant>,
-    ready: Instant,
+    could_start: Instant,
+    waits: &[(Waited, Duration, Instant)],
 ) {
-    let could_start = due.map_or(ready, |d| d.max(ready));
     let due = due.unwrap_or_else(Instant::now);
+    let timing = |i: usize| {
+        let (w, waited, at) = waits[i];
+        Timing {
+            due,
+            // Time spent waiting for order is the capture's, not the replayer's.
+            could_start: if w.waited {
+                could_start.max(at)
+            } else {
+                could_start
+            },
+            order: w,
+            order_wait: waited,
+        }
+    };
+    let (captured, named) = (&**s.captured, s.named);
     if let [conn] = conns {
         // One side (independent pacing): no joining, nothing to allocate.
-        let run = run_on(conn, captured, named).await;
-        return report(
-            spec,
-            &spec.sides[0],
-            conn,
-            captured,
-            (due, could_start),
-            run,
-        )
-        .await;
+        let run = tokio::select! {
+            biased;
+            r = run_on(conn, captured, named) => r,
+            _ = spec.abort.cancelled() => abandon(conn),
+        };
+        return report(spec, &spec.sides[0], conn, s.captured, timing(0), run).await;
     }
     let runs = conns.iter_mut().map(|c| run_on(c, captured, named));
-    let results: Vec<Run> = crate::workers::join_all(runs.collect()).await;
-    for ((side, conn), run) in spec.sides.iter().zip(conns.iter_mut()).zip(results) {
-        report(spec, side, conn, captured, (due, could_start), run).await;
+    let results: Option<Vec<Run>> = tokio::select! {
+        biased;
+        r = crate::workers::join_all(runs.collect()) => Some(r),
+        _ = spec.abort.cancelled() => None,
+    };
+    let results = results.unwrap_or_else(|| conns.iter_mut().map(abandon).collect());
+    for (i, ((side, conn), run)) in spec
+        .sides
+        .iter()
+        .zip(conns.iter_mut())
+        .zip(results)
+        .enumerate()
+    {
+        report(spec, side, conn, s.captured, timing(i), run).await;
     }
 }
 
-/// Turns one side's run into its result row.
-async fn report(
-    spec: &SessionSpec,
-    side: &SideCtx,
-    conn: &mut Conn,
-    captured: &Arc<Captured>,
-    (due, could_start): (Instant, Instant),
-    (started, r): Run,
-) {
-    let delay = started.saturating_duration_since(could_start);
-    let mut row = match r {
-        Ok((o, took)) => {
-            let lag = started.saturating_duration_since(due);
-            side.recent.record(lag, delay);
-            side.metrics
-                .statement(took, (lag, delay), o.error.as_ref().map(|e| e.0.as_bytes()));
-            let status = if o.error.is_some() {
-                Status::Error
-            } else {
-                Status::Ok
-            };
-            row(
-                side,
-                spec,
-                captured,
-                due,
-                started,
-                took.as_micros() as i64,
-                status,
-                None,
-                Some(o),
-            )
-        }
-        Err(reason) => row(
-            side,
-            spec,
-            captured,
-            due,
-            started,
-            0,
-            Status::NotReplayed,
-            Some(reason),
-            None,
-        ),
-    };
-    row.delay_us = delay.as_micros() as i64;
-    send(side, &mut conn.pending, row).await;
+/// A statement in flight when the grace ran out: the connection is closed
+/// (its protocol state is unknown) and the statement not replayed.
+fn abandon(conn: &mut Conn) -> Run {
+    conn.client = None;
+    conn.dead = Some(INTERRUPTED.to_string());
+    (Instant::now(), Err(INTERRUPTED.to_string()))
 }

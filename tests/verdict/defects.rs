@@ -52,6 +52,8 @@ fn row(side: &'static str, captured: &Arc<Captured>, o: Outcome, us: i64, at: i6
         started_us: at,
         started_at_us: at,
         delay_us: 0,
+        order_wait_us: 0,
+        order_released: false,
         duration_us: us,
         status: if o.error.is_some() {
             Status::Error
@@ -95,6 +97,7 @@ pub fn replay_pair(source: &Cluster, target: &Cluster, stmts: &[Stmt], dir: &Pat
                 normalized_sql: shape.normalized.into(),
                 sql: s.sql.as_str().into(),
                 protocol: "extended",
+                tx_status: b'I',
                 read_only: s
                     .sql
                     .trim_start()

@@ -65,6 +65,7 @@ impl Client {
             described: Default::default(),
             last_tag: Default::default(),
             last_columns: Default::default(),
+            pid: 0,
         };
         let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
         for (k, v) in params {
@@ -167,7 +168,12 @@ impl Client {
                     });
                 }
                 b'Z' => return Ok(()),
-                _ => {} // ParameterStatus, BackendKeyData, NegotiateProtocolVersion, notices
+                b'K' => {
+                    self.pid = Reader::new(&body, "BackendKeyData")
+                        .i32()
+                        .map_err(|e| proto(e.to_string()))?;
+                }
+                _ => {} // ParameterStatus, NegotiateProtocolVersion, notices
             }
         }
     }

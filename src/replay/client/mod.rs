@@ -94,6 +94,8 @@ pub struct Client {
     /// The last RowDescription (as received, and parsed), reused while
     /// statements repeat it: simple queries are described every time.
     last_columns: (Vec<u8>, Arc<[(String, u32)]>),
+    /// The backend's process id (BackendKeyData; 0 if the server sent none).
+    pid: i32,
 }
 
 impl Client {
@@ -117,6 +119,11 @@ impl Client {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
+    }
+
+    /// The backend's process id, as `pg_blocking_pids` names it.
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
 
     /// A simple Query, as captured.
