@@ -14,11 +14,14 @@
 //!   past it whenever a session has run dry, so a session holding a lock
 //!   always gets the COMMIT that releases it.
 //!
-//! With `--order commit` it classifies each statement as it reads it: a
-//! write, DDL, a lock, or the end of a transaction that wrote is a *sync
-//! point*, registered on every side ([`super::order::SideOrder::expect`])
-//! before any later row is handed out; every statement waits for the sync
-//! points that had completed before it started.
+//! With `--order commit` it tags each statement as it reads it (see
+//! [`super::order`]): its tables; a write, DDL, a lock, or the end of a
+//! transaction that wrote is a *sync point*, and every statement that reads
+//! or writes data must be *sent* before later commits of its tables; both
+//! are registered on every side ([`super::order::SideOrder::expect`]) before
+//! any later row is handed out, and after each batch the dispatcher
+//! publishes how far its registrations are complete (rows come in
+//! completion order, late by at most the outline's measured lateness).
 //!
 //! A write's "start" is when it really ran: its end less its fingerprint's
 //! typical (median) duration, when that is later than its start. A write
@@ -35,11 +38,12 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::order::SideOrder;
-use super::plan::{Item, Items, OrderTag, PlanError, SessionKey};
+use super::order::{Gate, SideOrder, TableSet};
+use super::plan::{Item, Items, OrderTag, Outline, PlanError, SessionKey};
 use super::queue::{Pressure, SessionQueue};
 use super::results::Captured;
 use super::spool::Spool;
+use super::tables::Catalog;
 use super::timer::Clock;
 use crate::fasthash::FastMap;
 
@@ -65,8 +69,10 @@ pub struct Dispatcher {
     /// `None` if the spool could not be created: queues then grow in memory.
     pub spool: Option<Spool>,
     pub spawn: Spawn,
-    /// Typical captured duration of each writing fingerprint (the outline's).
-    pub typical_us: Arc<FastMap<i64, i64>>,
+    /// How statements map to tables (`--order commit`).
+    pub catalog: Arc<Catalog>,
+    /// Typical durations, lateness, writes: the outline's.
+    pub outline: Arc<Outline>,
 }
 
 /// What the dispatcher did, for the log.
@@ -80,9 +86,35 @@ pub struct Dispatched {
 struct Session {
     index: u32,
     queues: Vec<Arc<SessionQueue>>,
-    /// A write happened in the session's open transaction.
-    wrote: bool,
+    /// What the session's open transaction wrote.
+    txn: Txn,
     staged: Vec<Item>,
+}
+
+/// The tables a transaction wrote so far.
+#[derive(Debug, Default)]
+struct Txn {
+    wrote: bool,
+    /// `None` once it wrote a table of unknown name.
+    tables: Option<std::collections::BTreeSet<u32>>,
+}
+
+impl Txn {
+    fn add(&mut self, t: &TableSet) {
+        if !self.wrote {
+            self.wrote = true;
+            self.tables = Some(Default::default());
+        }
+        match (t, &mut self.tables) {
+            (Some(t), Some(mine)) => mine.extend(t.iter().copied()),
+            _ => self.tables = None,
+        }
+    }
+
+    fn take(&mut self) -> TableSet {
+        let t = std::mem::take(self);
+        t.tables.map(|s| s.into_iter().collect::<Vec<_>>().into())
+    }
 }
 
 impl Dispatcher {
@@ -94,6 +126,10 @@ impl Dispatcher {
         let mut stats = Dispatched::default();
         let (mut serial, mut next_index) = (0u64, 0u32);
         let mut frontier = i64::MIN;
+        let mut ended = i64::MIN;
+        // Statements must be sent before later commits only if anything commits.
+        let observers = !self.outline.typical_us.is_empty();
+        let mut shapes: FastMap<i64, TableSet> = FastMap::default();
         let result = loop {
             self.throttle(frontier);
             if self.stop.is_cancelled() {
@@ -112,7 +148,7 @@ impl Dispatcher {
                     Session {
                         index: next_index - 1,
                         queues: (self.spawn)(&key, next_index - 1),
-                        wrote: false,
+                        txn: Txn::default(),
                         staged: Vec::new(),
                     }
                 });
@@ -124,21 +160,40 @@ impl Dispatcher {
                         captured, order, ..
                     } => {
                         frontier = frontier.max(captured.ts_us);
+                        ended = ended.max(captured.ts_us + captured.duration_us.max(0));
                         if let Some(sides) = &self.order {
-                            let typical = self.typical_us.get(&captured.fingerprint).copied();
-                            *order = tag(captured, typical, &mut s.wrote, &mut serial);
-                            if let Some(sync) = order.sync {
-                                stats.sync_points += 1;
-                                for side in sides {
-                                    side.expect(sync, s.index);
+                            let tables = shapes
+                                .entry(captured.fingerprint)
+                                .or_insert_with(|| self.catalog.resolve(&captured.normalized_sql))
+                                .clone();
+                            let typical = self.outline.typical_us.get(&captured.fingerprint);
+                            *order =
+                                tag(captured, tables, typical.copied(), &mut s.txn, &mut serial);
+                            if !observers {
+                                order.sent = None;
+                            }
+                            for side in sides {
+                                if let Some(sync) = order.sync {
+                                    side.expect(Gate::Done, sync, s.index, &order.sync_tables);
+                                }
+                                if let Some(sent) = order.sent {
+                                    side.expect(Gate::Sent, sent, s.index, &order.tables);
                                 }
                             }
+                            stats.sync_points += order.sync.is_some() as u64;
                         }
                     }
                     Item::Connect { ts_us, .. } => frontier = frontier.max(*ts_us),
                     Item::Disconnect { .. } => {}
                 }
                 s.staged.push(item);
+            }
+            if let Some(sides) = &self.order {
+                let o = &self.outline;
+                for side in sides {
+                    side.advance_frontier(Gate::Done, ended.saturating_sub(o.max_end_lateness_us));
+                    side.advance_frontier(Gate::Sent, frontier.saturating_sub(o.max_lateness_us));
+                }
             }
             for key in touched.drain(..) {
                 let s = sessions.get_mut(&key).expect("touched sessions exist");
@@ -152,6 +207,11 @@ impl Dispatcher {
                 }
             }
         };
+        // Every registration is made: nothing waits for the frontier any more.
+        for side in self.order.iter().flatten() {
+            side.advance_frontier(Gate::Done, i64::MAX);
+            side.advance_frontier(Gate::Sent, i64::MAX);
+        }
         for s in sessions.values() {
             for q in &s.queues {
                 q.close();
@@ -227,27 +287,46 @@ impl Dispatcher {
     }
 }
 
-/// The order tag of a statement: wait for what had completed before it
-/// started (a write: before it really ran, given its fingerprint's typical
-/// duration); a sync point if it writes, locks, or ends a transaction that did.
-fn tag(c: &Captured, typical_us: Option<i64>, wrote: &mut bool, serial: &mut u64) -> OrderTag {
+/// The order tag of a statement using `tables`: what it waits for (what
+/// had completed before it ran; for a write, its end less its fingerprint's
+/// typical duration when that is later than its start), whether it is a sync
+/// point (it writes, locks, or ends a transaction that did) and on which
+/// tables, whether it must be sent before later commits (it reads or writes
+/// data), and whether it ends a writing transaction (so waits for those).
+fn tag(
+    c: &Captured,
+    tables: TableSet,
+    typical_us: Option<i64>,
+    txn: &mut Txn,
+    serial: &mut u64,
+) -> OrderTag {
+    let control = control(&c.normalized_sql);
     let writes = !c.read_only || takes_lock(&c.normalized_sql);
     let end = c.ts_us + c.duration_us.max(0);
-    let after = match typical_us {
+    let ran = match typical_us {
         Some(t) if writes => c.ts_us.max(end - t),
         _ => c.ts_us,
     };
+    if writes {
+        txn.add(&tables);
+    }
     // Transaction status after the statement: idle means its transaction
     // (explicit, or the statement's own) ended here.
     let ends = c.tx_status == b'I';
-    let sync = writes || (ends && *wrote);
-    *wrote = !ends && (*wrote || writes);
+    let publishes = ends && txn.wrote;
+    let sync = writes || publishes;
+    let sync_tables = if ends { txn.take() } else { tables.clone() };
+    let mut next = || {
+        *serial += 1;
+        *serial
+    };
     OrderTag {
-        after: (!control(&c.normalized_sql)).then_some(after),
-        sync: sync.then(|| {
-            *serial += 1;
-            (end, *serial)
-        }),
+        after: (!control).then_some(ran),
+        sync: sync.then(|| (end, next())),
+        sync_tables: if sync { sync_tables } else { None },
+        sent: (!control).then(|| (ran, next())),
+        publish: publishes.then_some(c.ts_us),
+        tables,
     }
 }
 
@@ -308,45 +387,62 @@ mod tests {
         }
     }
 
-    /// Writes and the end of a writing transaction are sync points; reads,
-    /// BEGIN and the end of a read-only transaction are not.
+    fn t(ids: &[u32]) -> TableSet {
+        Some(ids.into())
+    }
+
+    /// Writes and the end of a writing transaction are sync points, the end
+    /// on every table the transaction wrote; reads, BEGIN and the end of a
+    /// read-only transaction are not.
     #[test]
     fn sync_points_are_writes_locks_and_ends_of_writing_transactions() {
-        let (mut wrote, mut serial) = (false, 0);
-        let mut sync =
-            |sql, ro, tx| tag(&stmt(sql, ro, tx, 100), None, &mut wrote, &mut serial).sync;
-        assert_eq!(sync("BEGIN", true, b'T'), None);
-        assert_eq!(sync("SELECT ?", true, b'T'), None);
-        assert_eq!(sync("COMMIT", true, b'I'), None, "read-only transaction");
-        assert_eq!(sync("BEGIN", true, b'T'), None);
-        assert_eq!(sync("UPDATE t SET a = ?", false, b'T'), Some((110, 1)));
-        assert_eq!(sync("SELECT ?", true, b'T'), None);
-        assert_eq!(sync("COMMIT", true, b'I'), Some((110, 2)));
-        assert_eq!(sync("SELECT ?", true, b'I'), None, "autocommit read");
+        let (mut txn, mut serial) = (Txn::default(), 0);
+        let mut tag_of = |sql, ro, tx, tables: TableSet| {
+            tag(&stmt(sql, ro, tx, 100), tables, None, &mut txn, &mut serial)
+        };
+        assert_eq!(tag_of("BEGIN", true, b'T', None).sync, None);
+        assert_eq!(tag_of("SELECT ?", true, b'T', t(&[0])).sync, None);
         assert_eq!(
-            sync("INSERT INTO t VALUES (?)", false, b'I'),
-            Some((110, 3))
+            tag_of("COMMIT", true, b'I', None).sync,
+            None,
+            "read-only transaction"
         );
+        tag_of("BEGIN", true, b'T', None);
+        let u = tag_of("UPDATE t SET a = ?", false, b'T', t(&[1]));
         assert_eq!(
-            sync("SELECT pg_advisory_lock(?)", true, b'I'),
-            Some((110, 4))
+            (u.sync.map(|s| s.0), u.sync_tables.clone()),
+            (Some(110), t(&[1]))
         );
+        assert_eq!(u.publish, None, "not visible before its COMMIT");
+        tag_of("SELECT ?", true, b'T', t(&[0]));
+        tag_of("INSERT INTO u VALUES (?)", false, b'T', t(&[2]));
+        let c = tag_of("COMMIT", true, b'I', None);
+        assert_eq!(c.sync_tables, t(&[1, 2]), "what the transaction wrote");
+        assert_eq!((c.after, c.sent, c.publish), (None, None, Some(100)));
+        let r = tag_of("SELECT ?", true, b'I', t(&[0]));
+        assert_eq!(
+            (r.sync, r.after, r.sent.map(|s| s.0)),
+            (None, Some(100), Some(100))
+        );
+        let a = tag_of("INSERT INTO t VALUES (?)", false, b'I', t(&[1]));
+        assert_eq!((a.sync_tables, a.publish), (t(&[1]), Some(100)));
+        let l = tag_of("SELECT pg_advisory_lock(?)", true, b'I', None);
+        assert_eq!((l.sync.is_some(), l.sync_tables), (true, None));
         // A failed writing transaction rolled back is still a sync point:
         // its locks were held until then.
-        assert_eq!(sync("BEGIN", true, b'T'), None);
-        assert_eq!(sync("DELETE FROM t", false, b'E'), Some((110, 5)));
-        assert_eq!(sync("ROLLBACK", true, b'I'), Some((110, 6)));
-        let t = tag(
-            &stmt("SELECT ?", true, b'I', 100),
-            Some(2),
-            &mut wrote,
-            &mut serial,
-        );
-        assert_eq!(t.after, Some(100));
-        // Transaction control sees no data and takes no lock: it waits for nothing.
+        tag_of("BEGIN", true, b'T', None);
+        assert!(tag_of("DELETE FROM t", false, b'E', t(&[1])).sync.is_some());
+        assert!(tag_of("ROLLBACK", true, b'I', None).sync.is_some());
+        // A write of unknown tables makes its transaction's end "any table".
+        tag_of("BEGIN", true, b'T', None);
+        tag_of("SELECT f()", false, b'T', None);
+        tag_of("UPDATE t SET a = ?", false, b'T', t(&[1]));
+        assert_eq!(tag_of("COMMIT", true, b'I', None).sync_tables, None);
+        // Transaction control sees no data and takes no lock: it waits for
+        // nothing and need not be sent before anything.
         for sql in ["BEGIN", "COMMIT", "END", "SET x = ?", "ROLLBACK"] {
-            let t = tag(&stmt(sql, true, b'I', 100), None, &mut wrote, &mut serial);
-            assert_eq!(t.after, None, "{sql}");
+            let c = tag_of(sql, true, b'I', None);
+            assert_eq!((c.after, c.sent), (None, None), "{sql}");
         }
     }
 
@@ -355,17 +451,18 @@ mod tests {
     /// waits for what completed until then. A read keeps its start.
     #[test]
     fn a_write_that_waited_in_the_capture_runs_after_what_it_waited_for() {
-        let (mut wrote, mut serial) = (false, 0);
+        let (mut txn, mut serial) = (Txn::default(), 0);
         let mut slow = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
         slow.duration_us = 50_000;
-        let t = tag(&slow, Some(200), &mut wrote, &mut serial);
-        assert_eq!(t.after, Some(1_000 + 50_000 - 200));
+        let w = tag(&slow, t(&[0]), Some(200), &mut txn, &mut serial);
+        assert_eq!(w.after, Some(1_000 + 50_000 - 200));
+        assert_eq!(w.sent.map(|s| s.0), w.after);
         let quick = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
-        let t = tag(&quick, Some(200), &mut wrote, &mut serial);
-        assert_eq!(t.after, Some(1_000), "shorter than typical: its start");
+        let w = tag(&quick, t(&[0]), Some(200), &mut txn, &mut serial);
+        assert_eq!(w.after, Some(1_000), "shorter than typical: its start");
         let mut read = stmt("SELECT ?", true, b'T', 1_000);
         read.duration_us = 50_000;
-        let t = tag(&read, Some(200), &mut wrote, &mut serial);
-        assert_eq!(t.after, Some(1_000));
+        let r = tag(&read, t(&[0]), Some(200), &mut txn, &mut serial);
+        assert_eq!(r.after, Some(1_000));
     }
 }

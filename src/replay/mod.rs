@@ -7,6 +7,7 @@
 //! - [`dispatch`]: the thread that streams the capture into the sessions' queues.
 //! - [`queue`]: a session's queue, in memory or on the [`spool`], never blocking the reader.
 //! - [`order`]: the order of effects across sessions (`--order commit`).
+//! - [`tables`]: which tables a statement uses, from its SQL and the source's catalog.
 //! - [`watchdog`]: breaks waits for order the replay itself made impossible.
 //! - [`timer`]: the replay clock and the precise timer behind it.
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
@@ -29,6 +30,7 @@ pub mod results;
 pub mod run;
 pub mod spool;
 pub mod summary;
+pub mod tables;
 pub mod timer;
 pub mod watchdog;
 pub mod worker;

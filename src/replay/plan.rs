@@ -12,6 +12,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use thiserror::Error;
 
+use super::order::{SyncKey, TableSet};
 use super::results::Captured;
 use crate::capture::schema::meta;
 use crate::capture::{Capture, CaptureError, col};
@@ -67,13 +68,24 @@ pub enum Item {
 
 /// What a statement owes the order of effects across sessions (`--order
 /// commit`; see [`super::order`]): set by the dispatcher.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderTag {
-    /// Wait until every sync point that had completed before this captured
-    /// start time (µs) has completed on the side.
+    /// See what it saw: wait, on `tables`, until every sync point that had
+    /// completed before this captured time (µs) has completed on the side.
     pub after: Option<i64>,
-    /// This statement is itself a sync point: complete it once it ran.
-    pub sync: Option<super::order::SyncKey>,
+    /// The tables the statement uses (`None`: any).
+    pub tables: TableSet,
+    /// This statement is a sync point: remove it once it ran.
+    pub sync: Option<SyncKey>,
+    /// The tables its sync point changes or makes visible.
+    pub sync_tables: TableSet,
+    /// This statement must be sent before later commits of its tables:
+    /// remove it once sent.
+    pub sent: Option<SyncKey>,
+    /// Do not see what it did not: an end of a writing transaction waits,
+    /// on `sync_tables`, until every statement that had started before this
+    /// captured time has been sent on the side.
+    pub publish: Option<i64>,
 }
 
 /// What the first pass learnt.
@@ -92,6 +104,9 @@ pub struct Outline {
     /// statements that started later (rows are in completion order): how
     /// far ahead of the clock a paced replay must read.
     pub max_lateness_us: i64,
+    /// The same for completion times: how far a row comes after rows of
+    /// statements that completed later (a pipeline's rows wait for its Sync).
+    pub max_end_lateness_us: i64,
     /// Each fingerprint's typical (median) captured duration, µs: how long
     /// a write takes when it waits for no lock (see [`super::dispatch`]).
     pub typical_us: Arc<FastMap<i64, i64>>,
@@ -176,6 +191,7 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
     let mut writes: HashSet<SessionKey> = HashSet::new();
     let mut ro_cache: HashMap<i64, bool> = HashMap::new();
     let mut latest_start = i64::MIN;
+    let mut latest_end = i64::MIN;
     let mut durations: FastMap<i64, LogHistogram> = FastMap::default();
     let scan = cap.scan(&[
         col::CAPTURE_ID,
@@ -255,6 +271,13 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
                     }
                     latest_start = latest_start.max(t);
                     o.max_lateness_us = o.max_lateness_us.max(latest_start - t);
+                    let end = t + if dur.is_null(i) {
+                        0
+                    } else {
+                        dur.value(i).max(0)
+                    };
+                    latest_end = latest_end.max(end);
+                    o.max_end_lateness_us = o.max_end_lateness_us.max(latest_end - end);
                     if seen.insert(k.clone()) {
                         // A session whose connect was not captured.
                         open.insert(k);

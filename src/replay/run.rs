@@ -24,11 +24,13 @@ pub use super::args::{Format, OrderMode, Pace, ReplayArgs, ReplayConfig};
 use super::client::Client;
 use super::conn_opts::ConnOpts;
 use super::dispatch::{Dispatcher, ReadAhead, Spawn};
+use super::order::SideOrder;
 use super::plan::{self, Filter, SessionKey};
 use super::queue::{Pressure, SessionQueue};
 use super::results::ResultWriter;
 use super::spool::Spool;
 use super::summary::{ReplaySummary, SideStats};
+use super::tables::{self, Catalog};
 use super::timer::{Clock, Timer};
 use super::watchdog::Watchdog;
 use super::worker::{SessionSpec, SideCtx, run_session};
@@ -163,7 +165,21 @@ pub async fn replay(
         let c = Client::connect(opts, &opts.user, &[]).await?;
         c.terminate().await;
     }
-    let (sides, writers) = start_sides(cfg, &sides_opts)?;
+    // Statements map to tables through the source's catalog, which stands
+    // for production's (the target's may be the migration's new schema).
+    let catalog = match cfg.order {
+        OrderMode::Commit => match Catalog::load(&cfg.source).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the source's catalog: every statement waits for every earlier sync point");
+                tables::unknown()
+            }
+        },
+        OrderMode::Session => tables::unknown(),
+    };
+    let pressure = Arc::new(Pressure::default());
+    let (sides, writers) = start_sides(cfg, &sides_opts, catalog.tables(), &pressure)?;
+    let outline = Arc::new(outline);
     // A short lead lets the first sessions connect on time.
     let lead = Duration::from_millis(50) + cfg.connect_ahead;
     let clock = Clock {
@@ -186,7 +202,6 @@ pub async fn replay(
         None => Spawner::Ambient(tokio::runtime::Handle::current()),
     });
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let pressure = Arc::new(Pressure::default());
     let dispatcher = {
         let d = Dispatcher {
             items: plan::items(&cap, filter),
@@ -207,7 +222,8 @@ pub async fn replay(
                 None => ReadAhead::MaxRate { budget: READ_AHEAD },
             },
             stop: stop.clone(),
-            typical_us: outline.typical_us.clone(),
+            catalog,
+            outline: outline.clone(),
             spool: match Spool::create(&cfg.results) {
                 Ok(s) => Some(s),
                 Err(e) => {
@@ -326,6 +342,8 @@ type Writer = std::thread::JoinHandle<anyhow::Result<SideStats>>;
 fn start_sides(
     cfg: &ReplayConfig,
     sides_opts: &[(&'static str, ConnOpts)],
+    tables: usize,
+    pressure: &Arc<Pressure>,
 ) -> anyhow::Result<(Vec<Arc<SideCtx>>, Vec<Writer>)> {
     let meta = vec![
         (
@@ -364,7 +382,8 @@ fn start_sides(
             done: AtomicU64::new(0),
             recent: Default::default(),
             metrics: crate::metrics::replay::SideMetrics::new(name),
-            order: (cfg.order == OrderMode::Commit).then(Default::default),
+            order: (cfg.order == OrderMode::Commit)
+                .then(|| Arc::new(SideOrder::new(tables, pressure.clone()))),
         }));
     }
     Ok((sides, writers))

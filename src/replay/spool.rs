@@ -16,7 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::order::SyncKey;
+use super::order::{SyncKey, TableSet};
 use super::plan::{Item, OrderTag, SessionKey};
 use super::results::{Captured, Params};
 
@@ -117,6 +117,37 @@ fn put_opt(b: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
+fn put_time(b: &mut Vec<u8>, t: Option<i64>) {
+    match t {
+        None => b.push(0),
+        Some(t) => {
+            b.push(1);
+            put_i64(b, t);
+        }
+    }
+}
+fn put_key(b: &mut Vec<u8>, k: Option<SyncKey>) {
+    match k {
+        None => b.push(0),
+        Some((t, serial)) => {
+            b.push(1);
+            put_i64(b, t);
+            put_i64(b, serial as i64);
+        }
+    }
+}
+fn put_tables(b: &mut Vec<u8>, t: &TableSet) {
+    match t {
+        None => put_u32(b, u32::MAX),
+        Some(ids) => {
+            put_u32(b, ids.len() as u32);
+            for id in ids.iter() {
+                put_u32(b, *id);
+            }
+        }
+    }
+}
+
 fn encode(it: &Item, b: &mut Vec<u8>) {
     match it {
         Item::Connect {
@@ -142,21 +173,12 @@ fn encode(it: &Item, b: &mut Vec<u8>) {
         } => {
             b.push(1);
             b.push(*named as u8);
-            match order.after {
-                None => b.push(0),
-                Some(after) => {
-                    b.push(1);
-                    put_i64(b, after);
-                }
-            }
-            match order.sync {
-                None => b.push(0),
-                Some((end, serial)) => {
-                    b.push(1);
-                    put_i64(b, end);
-                    put_i64(b, serial as i64);
-                }
-            }
+            put_time(b, order.after);
+            put_tables(b, &order.tables);
+            put_key(b, order.sync);
+            put_tables(b, &order.sync_tables);
+            put_key(b, order.sent);
+            put_time(b, order.publish);
             for v in [c.session_id, c.seq, c.ts_us, c.duration_us, c.fingerprint] {
                 put_i64(b, v);
             }
@@ -245,6 +267,29 @@ impl<'a> Dec<'a> {
     fn string(&mut self) -> io::Result<String> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| corrupt())
     }
+    fn time(&mut self) -> io::Result<Option<i64>> {
+        Ok(match self.u8()? {
+            0 => None,
+            _ => Some(self.i64()?),
+        })
+    }
+    fn key(&mut self) -> io::Result<Option<SyncKey>> {
+        Ok(match self.u8()? {
+            0 => None,
+            _ => Some((self.i64()?, self.i64()? as u64)),
+        })
+    }
+    fn tables(&mut self) -> io::Result<TableSet> {
+        Ok(match self.u32()? {
+            u32::MAX => None,
+            n => Some(
+                (0..n)
+                    .map(|_| self.u32())
+                    .collect::<io::Result<Vec<_>>>()?
+                    .into(),
+            ),
+        })
+    }
     fn opt_str(&mut self) -> io::Result<Option<Arc<str>>> {
         self.opt()?
             .map(|b| std::str::from_utf8(b).map(Arc::from).map_err(|_| corrupt()))
@@ -272,13 +317,13 @@ fn decode(r: &mut Dec, key: &SessionKey) -> io::Result<Item> {
         }
         1 => {
             let named = r.u8()? != 0;
-            let after = match r.u8()? {
-                0 => None,
-                _ => Some(r.i64()?),
-            };
-            let sync: Option<SyncKey> = match r.u8()? {
-                0 => None,
-                _ => Some((r.i64()?, r.i64()? as u64)),
+            let order = OrderTag {
+                after: r.time()?,
+                tables: r.tables()?,
+                sync: r.key()?,
+                sync_tables: r.tables()?,
+                sent: r.key()?,
+                publish: r.time()?,
             };
             let mut c = Captured {
                 session_id: r.i64()?,
@@ -321,7 +366,7 @@ fn decode(r: &mut Dec, key: &SessionKey) -> io::Result<Item> {
                 key,
                 captured: Arc::new(c),
                 named,
-                order: OrderTag { after, sync },
+                order,
             }
         }
         2 => Item::Disconnect {
@@ -376,7 +421,11 @@ mod tests {
                 named: true,
                 order: OrderTag {
                     after: Some(1_700_000_000_000_000),
+                    tables: Some(vec![3u32, 9].into()),
                     sync: Some((1_700_000_000_000_579, 12)),
+                    sync_tables: None,
+                    sent: Some((1_700_000_000_000_000, 13)),
+                    publish: Some(5),
                 },
             },
             Item::Disconnect {

@@ -1,25 +1,26 @@
 //! The order watchdog: one task per side that breaks waits the replay itself
 //! made impossible, so `--order commit` never hangs.
 //!
-//! Such a wait arises when two statements overlapped in the capture and the
-//! replay ran them the other way round: session A's UPDATE got the row lock
-//! first in the capture, B's got it first on replay. A's UPDATE now waits for
-//! B's lock, while B's next statement waits for A's UPDATE (it had completed
-//! before B's next statement started). PostgreSQL sees one backend waiting
-//! for an idle transaction, not a deadlock, so it cannot break it.
+//! The order's rules alone never make a cycle (every wait points to an
+//! earlier captured time), but with PostgreSQL's locks they can: two
+//! statements overlapped in the capture and the replay ran them the other
+//! way round. Session A's UPDATE got the row lock first in the capture, B's
+//! got it first on replay; A's UPDATE now waits for B's lock while B's next
+//! statement waits for A's UPDATE. PostgreSQL sees a backend waiting for an
+//! idle transaction, not a deadlock, so it cannot break it.
 //!
-//! When the side's watermark has not moved for [`CHECK_AFTER`] while
-//! sessions wait, the watchdog asks PostgreSQL (`pg_blocking_pids`, one
-//! query on a connection of its own) whether the backend running the
-//! earliest pending sync point is blocked, directly or through other replay
-//! backends, by a backend whose session waits for order. If so it releases
-//! that sync point at once ([`Release::Deadlock`]): the waiters go on, and
-//! the lock is granted as it would be in any order. Whatever it cannot see
-//! (a server without `pg_blocking_pids`, a session that never reaches its
-//! sync point) is released after `--order-timeout` ([`Release::Timeout`]),
-//! unless PostgreSQL shows the owner running its statement unblocked: a slow
-//! statement is waited for, as it was in the capture. Either release is
-//! counted and reported per side.
+//! The graph the watchdog walks has two kinds of edges: a session waiting
+//! for order points to the session owning the entry that holds it
+//! ([`super::order::Held`]); a session whose statement is in flight points
+//! to the backends PostgreSQL says block it (`pg_blocking_pids`, asked on a
+//! connection of its own, and only when a wait has stood still for
+//! [`CHECK_AFTER`]). A cycle through a wait for order is a replay-made
+//! deadlock: the entry holding that wait is released at once
+//! ([`Release::Deadlock`]), and the lock is granted as it would be in any
+//! order. A wait that has stood still for `--order-timeout` is released too
+//! ([`Release::Timeout`]), unless its chain ends at a statement PostgreSQL
+//! shows running unblocked: a slow statement is waited for, as it was in the
+//! capture. Either release is counted and reported per side.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,12 +30,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Extended};
 use super::conn_opts::ConnOpts;
-use super::order::{Release, SideOrder, Stall, SyncKey, task_key};
+use super::order::{Backend, Release, SideOrder, task_key};
 
-/// How long the watermark must stand still, with sessions waiting, before
-/// PostgreSQL is asked.
+/// How long a wait must stand still before PostgreSQL is asked.
 pub const CHECK_AFTER: Duration = Duration::from_millis(5);
 const TICK: Duration = Duration::from_millis(2);
+/// The same stall is asked about again at most this often.
+const RECHECK: Duration = Duration::from_millis(20);
 
 pub struct Watchdog {
     pub side: &'static str,
@@ -46,47 +48,42 @@ pub struct Watchdog {
     pub stop: CancellationToken,
 }
 
+/// Where following a wait's chain ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Back at a session already on the chain: a cycle; release this wait's entry.
+    Cycle(usize),
+    /// At a statement in flight that nothing blocks: it will finish.
+    Working,
+    /// Anywhere else (a session between statements, not yet connected).
+    Open,
+}
+
 impl Watchdog {
     pub async fn run(self) {
         let mut monitor: Option<Client> = None;
         let mut detect = self.detect;
-        let mut checked: Option<(SyncKey, Instant)> = None;
-        // The stall's owner was last seen running unblocked: a slow
-        // statement, not a stall, so the timeout waits for it.
-        let mut working = false;
+        let mut asked = Instant::now() - RECHECK;
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => break,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            let Some(stall) = self.order.stall() else {
+            let Some(backends) = self.order.snapshot() else {
                 continue;
             };
-            let age = stall.since.elapsed();
-            if age < CHECK_AFTER {
+            let oldest = backends
+                .iter()
+                .filter_map(|b| b.held_by.map(|h| h.since))
+                .min();
+            if oldest.is_none_or(|t| t.elapsed() < CHECK_AFTER) {
                 continue;
             }
-            // Ask again for a new stall, or every 100 ms of the same one.
-            let fresh = checked
-                .is_none_or(|(k, at)| k != stall.key || at.elapsed() >= Duration::from_millis(100));
-            if checked.is_some_and(|(k, _)| k != stall.key) {
-                working = false;
-            }
-            if detect && fresh {
-                checked = Some((stall.key, Instant::now()));
-                match self.cycle(&mut monitor, &stall).await {
-                    Ok(Owner::Cycle) => {
-                        if self.order.release(stall.key, Release::Deadlock) {
-                            tracing::info!(
-                                side = self.side,
-                                session = stall.owner,
-                                waited_ms = age.as_millis() as u64,
-                                "order: released a sync point whose session is blocked by a session waiting for order"
-                            );
-                        }
-                        continue;
-                    }
-                    Ok(owner) => working = owner == Owner::Working,
+            let mut blockers = HashMap::new();
+            if detect && asked.elapsed() >= RECHECK {
+                asked = Instant::now();
+                match self.blockers(&mut monitor, &backends).await {
+                    Ok(b) => blockers = b,
                     Err(e) => {
                         tracing::warn!(
                             side = self.side,
@@ -97,42 +94,73 @@ impl Watchdog {
                         monitor = None;
                     }
                 }
+            } else if detect {
+                continue;
             }
-            if age >= self.timeout && !working && self.order.release(stall.key, Release::Timeout) {
-                tracing::warn!(
-                    side = self.side,
-                    session = stall.owner,
-                    timeout_ms = self.timeout.as_millis() as u64,
-                    "order: released a sync point after --order-timeout"
-                );
-            }
+            self.settle(&backends, &blockers);
         }
         if let Some(c) = monitor {
             c.terminate().await;
         }
     }
 
-    /// What PostgreSQL says of the owner of the earliest pending sync point.
-    async fn cycle(&self, monitor: &mut Option<Client>, stall: &Stall) -> anyhow::Result<Owner> {
-        let task = task_key(stall.owner, 0);
-        let Some(owner) = stall.backends.iter().find(|b| b.task == task && b.pid != 0) else {
-            return Ok(Owner::Unknown);
-        };
-        if owner.waiting {
-            return Ok(Owner::Cycle);
-        }
-        let waiting: HashSet<i32> = stall
-            .backends
+    /// Releases what the snapshot shows must be: cycles at once, stalls
+    /// past the timeout unless they end at a statement that is working.
+    fn settle(&self, backends: &[Backend], blockers: &HashMap<i32, Vec<i32>>) {
+        let by_pid: HashMap<i32, usize> = backends
             .iter()
-            .filter(|b| b.waiting && b.pid != 0)
-            .map(|b| b.pid)
+            .enumerate()
+            .filter(|(_, b)| b.pid != 0)
+            .map(|(i, b)| (b.pid, i))
             .collect();
-        let pids: Vec<String> = stall
-            .backends
+        let by_task: HashMap<u64, usize> = backends
             .iter()
-            .filter(|b| b.pid != 0)
+            .enumerate()
+            .map(|(i, b)| (b.task, i))
+            .collect();
+        let known = !blockers.is_empty();
+        for (i, b) in backends.iter().enumerate() {
+            let Some(held) = b.held_by else { continue };
+            let age = held.since.elapsed();
+            if age < CHECK_AFTER {
+                continue;
+            }
+            let end = follow(i, backends, blockers, &by_pid, &by_task, known);
+            let (why, at) = match end {
+                End::Cycle(at) => (Release::Deadlock, at),
+                End::Open if age >= self.timeout => (Release::Timeout, i),
+                End::Working if age >= self.timeout && !known => (Release::Timeout, i),
+                _ => continue,
+            };
+            let Some(h) = backends[at].held_by else {
+                continue;
+            };
+            if self.order.release(h.gate, h.key, why) {
+                tracing::info!(
+                    side = self.side,
+                    session = h.owner,
+                    held_ms = h.since.elapsed().as_millis() as u64,
+                    reason = ?why,
+                    "order: released an entry a wait could not get past"
+                );
+            }
+        }
+    }
+
+    /// What PostgreSQL says blocks each replay backend with a statement in flight.
+    async fn blockers(
+        &self,
+        monitor: &mut Option<Client>,
+        backends: &[Backend],
+    ) -> anyhow::Result<HashMap<i32, Vec<i32>>> {
+        let pids: Vec<String> = backends
+            .iter()
+            .filter(|b| b.pid != 0 && b.running)
             .map(|b| b.pid.to_string())
             .collect();
+        if pids.is_empty() {
+            return Ok(HashMap::new());
+        }
         let sql = format!(
             "SELECT p, pg_blocking_pids(p) FROM unnest('{{{}}}'::int[]) AS p",
             pids.join(",")
@@ -158,33 +186,65 @@ impl Watchdog {
                 return Err(e.into());
             }
         };
-        let mut blockers: HashMap<i32, Vec<i32>> = HashMap::new();
+        let mut out = HashMap::new();
         for r in rows {
             if let [Some(p), Some(list)] = &r[..] {
                 if let Ok(p) = p.parse() {
-                    blockers.insert(p, parse_int_array(list));
+                    out.insert(p, parse_int_array(list));
                 }
             }
         }
-        Ok(if reaches(owner.pid, &blockers, &waiting) {
-            Owner::Cycle
-        } else if owner.running && blockers.get(&owner.pid).is_none_or(|b| b.is_empty()) {
-            Owner::Working
-        } else {
-            Owner::Unknown
-        })
+        Ok(out)
     }
 }
 
-/// What the watchdog learnt of a stall's owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    /// Blocked, through replay backends, by a session waiting for order.
-    Cycle,
-    /// Running its statement, blocked by nobody: the wait will end.
-    Working,
-    /// Neither can be told.
-    Unknown,
+/// Follows backend `from`'s chain: a waiting backend to the owner of what
+/// holds it, a backend in flight to what PostgreSQL says blocks it.
+/// `known`: PostgreSQL was asked, so a backend in flight with no blocker is
+/// working rather than unknown.
+fn follow(
+    from: usize,
+    backends: &[Backend],
+    blockers: &HashMap<i32, Vec<i32>>,
+    by_pid: &HashMap<i32, usize>,
+    by_task: &HashMap<u64, usize>,
+    known: bool,
+) -> End {
+    // Depth-first over the mixed graph; the path holds the backends
+    // visited, so a return to one of them is a cycle.
+    let mut path: Vec<usize> = Vec::new();
+    let mut seen: HashSet<usize> = HashSet::new();
+    let mut stack = vec![from];
+    let mut working = false;
+    while let Some(i) = stack.pop() {
+        if let Some(pos) = path.iter().position(|p| *p == i) {
+            // The first waiting backend on the cycle gives up its wait.
+            let at = path[pos..]
+                .iter()
+                .copied()
+                .find(|p| backends[*p].held_by.is_some())
+                .unwrap_or(from);
+            return End::Cycle(at);
+        }
+        if !seen.insert(i) {
+            continue;
+        }
+        path.push(i);
+        let b = &backends[i];
+        if let Some(h) = b.held_by {
+            if let Some(&o) = by_task.get(&task_key(h.owner, 0)) {
+                stack.push(o);
+            }
+        } else if b.running && b.pid != 0 {
+            match blockers.get(&b.pid) {
+                Some(bl) if !bl.is_empty() => {
+                    stack.extend(bl.iter().filter_map(|p| by_pid.get(p)).copied());
+                }
+                _ => working |= known,
+            }
+        }
+    }
+    if working { End::Working } else { End::Open }
 }
 
 /// `{1,2,3}` as PostgreSQL prints an int[].
@@ -195,35 +255,72 @@ fn parse_int_array(s: &str) -> Vec<i32> {
         .collect()
 }
 
-/// Whether following "is blocked by" from `from` reaches a waiting backend.
-fn reaches(from: i32, blockers: &HashMap<i32, Vec<i32>>, waiting: &HashSet<i32>) -> bool {
-    let mut seen = HashSet::new();
-    let mut todo = vec![from];
-    while let Some(p) = todo.pop() {
-        if !seen.insert(p) {
-            continue;
-        }
-        for b in blockers.get(&p).into_iter().flatten() {
-            if waiting.contains(b) {
-                return true;
-            }
-            todo.push(*b);
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replay::order::{Gate, Held};
+
+    fn backend(task: u64, pid: i32, running: bool, held_by_owner: Option<u32>) -> Backend {
+        Backend {
+            task,
+            pid,
+            waiting: held_by_owner.is_some(),
+            running,
+            held_by: held_by_owner.map(|owner| Held {
+                gate: Gate::Done,
+                key: (owner as i64, owner as u64),
+                owner,
+                since: Instant::now(),
+            }),
+        }
+    }
+
+    fn ends(backends: &[Backend], blockers: &[(i32, Vec<i32>)]) -> Vec<End> {
+        let blockers: HashMap<i32, Vec<i32>> = blockers.iter().cloned().collect();
+        let by_pid = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.pid, i))
+            .collect();
+        let by_task = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.task, i))
+            .collect();
+        (0..backends.len())
+            .map(|i| {
+                follow(
+                    i,
+                    backends,
+                    &blockers,
+                    &by_pid,
+                    &by_task,
+                    !blockers.is_empty(),
+                )
+            })
+            .collect()
+    }
+
+    /// B (session 1) waits for order on A's entry (session 0); A's statement
+    /// is blocked in PostgreSQL by B's backend: a cycle, released at B.
+    #[test]
+    fn a_lock_wait_on_a_session_waiting_for_order_is_a_cycle() {
+        let a = backend(task_key(0, 0), 100, true, None);
+        let b = backend(task_key(1, 0), 200, false, Some(0));
+        let e = ends(&[a, b], &[(100, vec![200])]);
+        assert_eq!(e[1], End::Cycle(1));
+        // The same wait when A's statement is blocked by nobody: working.
+        let e = ends(&[a, b], &[(100, vec![])]);
+        assert_eq!(e[1], End::Working);
+        // A waits for order on C (session 2), which is between statements:
+        // open, neither a cycle nor working.
+        let a2 = backend(task_key(0, 0), 100, false, Some(2));
+        let c = backend(task_key(2, 0), 300, false, None);
+        assert_eq!(ends(&[a2, b, c], &[(1, vec![])])[1], End::Open);
+    }
 
     #[test]
-    fn a_blocking_chain_through_replay_backends_reaches_a_waiter() {
-        let blockers: HashMap<i32, Vec<i32>> = [(1, vec![2]), (2, vec![3, 9]), (3, vec![])].into();
-        assert!(reaches(1, &blockers, &HashSet::from([3])));
-        assert!(reaches(1, &blockers, &HashSet::from([9])));
-        assert!(!reaches(1, &blockers, &HashSet::from([4])));
-        assert!(!reaches(3, &blockers, &HashSet::from([2])));
+    fn int_arrays_parse() {
         assert_eq!(parse_int_array("{12,345}"), vec![12, 345]);
         assert!(parse_int_array("{}").is_empty());
     }

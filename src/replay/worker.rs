@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
 use super::conn_opts::ConnOpts;
-use super::order::{SideOrder, Slot, Waited, task_key};
+use super::order::{Gate, SideOrder, Slot, Waited, task_key};
 use super::plan::{Item, OrderTag};
 use super::queue::SessionQueue;
 use super::results::{Captured, ResultRow};
@@ -133,7 +133,7 @@ pub async fn run_session(spec: SessionSpec, queue: Arc<SessionQueue>) {
                     let s = Statement {
                         captured: &captured,
                         named,
-                        order,
+                        order: &order,
                     };
                     statement(&spec, &mut conns, s, &mut ready, startup.as_ref()).await;
                 }
@@ -169,7 +169,7 @@ async fn until(stop: &CancellationToken, fut: impl std::future::Future<Output = 
 struct Statement<'a> {
     captured: &'a Arc<Captured>,
     named: bool,
-    order: OrderTag,
+    order: &'a OrderTag,
 }
 
 /// One statement on every side of the session, from its schedule to its
@@ -210,12 +210,12 @@ async fn statement(
     if skip.is_none() {
         for (side, conn) in spec.sides.iter().zip(conns.iter()) {
             let t = Instant::now();
-            let w = match (&side.order, s.order.after) {
-                (Some(o), Some(after)) if conn.client.is_some() => {
+            let w = match &side.order {
+                Some(o) if conn.client.is_some() => {
                     tokio::select! {
                         biased;
                         _ = spec.stop.cancelled() => None,
-                        w = o.wait(after, &conn.slot) => Some(w),
+                        w = wait_order(o, s.order, &conn.slot) => Some(w),
                     }
                 }
                 _ => Some(Waited::default()),
@@ -236,6 +236,8 @@ async fn statement(
             }
         }
     }
+    // The original session (not a clone) settles its own entries.
+    let own = spec.clone == 0;
     match skip {
         Some(reason) => {
             for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
@@ -243,16 +245,44 @@ async fn statement(
             }
         }
         None => {
+            if own {
+                settle(spec, Gate::Sent, s.order.sent);
+            }
             let could_start = due.map_or(*ready, |d| d.max(*ready));
             run_statement(spec, conns, &s, due, could_start, &waits).await;
             *ready = Instant::now();
         }
     }
-    if let (Some(sync), 0) = (s.order.sync, spec.clone) {
-        for side in &spec.sides {
-            if let Some(o) = &side.order {
-                o.complete(sync);
-            }
+    if own {
+        settle(spec, Gate::Sent, s.order.sent);
+        settle(spec, Gate::Done, s.order.sync);
+    }
+}
+
+/// Waits on one side until the statement may be sent: it sees what it saw
+/// (sync points before it ran), and, ending a writing transaction, is seen
+/// by no statement that started before it (they have been sent).
+async fn wait_order(o: &SideOrder, tag: &OrderTag, slot: &Slot) -> Waited {
+    let mut w = Waited::default();
+    for (gate, after, tables) in [
+        (Gate::Done, tag.after, &tag.tables),
+        (Gate::Sent, tag.publish, &tag.sync_tables),
+    ] {
+        if let Some(after) = after {
+            let x = o.wait(gate, after, tables, slot).await;
+            w.waited |= x.waited;
+            w.released |= x.released;
+        }
+    }
+    w
+}
+
+/// Removes an entry of the statement on every side (twice is harmless).
+fn settle(spec: &SessionSpec, gate: Gate, key: Option<super::order::SyncKey>) {
+    let Some(key) = key else { return };
+    for side in &spec.sides {
+        if let Some(o) = &side.order {
+            o.remove(gate, key);
         }
     }
 }
