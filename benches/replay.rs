@@ -8,10 +8,18 @@
 //!   against a pgbench run on that server while another runs on the other;
 //! - replay lag p50/p99/max at --speed 1 and --speed 10 of paced captures
 //!   (10 also with --connect-ahead 100ms), and the replayer's own delay p99
-//!   (lag less the time each session waited for its previous statement).
+//!   (lag less the time each session waited for its previous statement);
+//! - write traffic: pgbench's default (TPC-B-like) script, -c 16 for
+//!   BENCH_WRITE_SECS (60), recorded, then replayed at --max-rate with
+//!   --order session and --order commit onto fresh copies of the starting
+//!   state, beside pgbench's own rate on such a copy in the same rounds; the
+//!   same with a target (two copies, against two pgbench runs at once); and
+//!   the lag of a paced replay of a capture recorded with -R at a third of
+//!   the machine's TPS, both sides at once.
 //!
 //! Run: `cargo bench --bench replay` (BENCH_TX transactions per client,
-//! 10000; BENCH_ROUNDS interleaved rounds, 3, medians reported).
+//! 10000; BENCH_ROUNDS interleaved rounds, 3, medians reported;
+//! BENCH_ONLY=reads or writes for one half).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -205,6 +213,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
         .max(1);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only != "reads" {
+        writes(rounds);
+    }
+    if only == "writes" {
+        return;
+    }
     let mut db = Cluster::start(&ClusterOptions {
         settings: vec![
             "logging_collector = on".into(),
@@ -390,5 +405,166 @@ fn two_sides(db: &mut Cluster, dir: &Path, tx: &str, rounds: usize) {
         let [o0, o1] = ours.map(median);
         let [r0, r1] = ratios.map(median);
         println!("{mode:<9} {d0:>14.0} {d1:>14.0} {o0:>14.0} {o1:>14.0} {r0:>7.2}x {r1:>7.2}x");
+    }
+}
+
+/// A copy of `snapshot` (a stopped cluster holding the starting state).
+fn fresh(snapshot: &mut Cluster) -> Cluster {
+    snapshot.duplicate().unwrap()
+}
+
+/// Statements per transaction of pgbench's default script
+/// (BEGIN, UPDATE, SELECT, UPDATE, UPDATE, INSERT, END).
+const TPCB_STATEMENTS: f64 = 7.0;
+
+/// Write traffic: the replay of a pgbench TPC-B-like capture at
+/// --max-rate, --order session against --order commit, beside pgbench's
+/// own statement rate on the same server in the same rounds.
+fn writes(rounds: usize) {
+    let secs: String = std::env::var("BENCH_WRITE_SECS").unwrap_or_else(|_| "60".into());
+    let mut prod = Cluster::start(&ClusterOptions::default()).unwrap();
+    pgbench(prod.port(), &["-i", "-q", "-s", "10"]);
+    // The starting state, kept stopped; every run gets a fresh copy of it.
+    let mut start = prod.duplicate().unwrap();
+    start.stop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture-tpcb");
+    let mut recorded = 0.0;
+    record(&prod, &capture, |port| {
+        recorded = pgbench(
+            port,
+            &["-M", "prepared", "-c", "16", "-j", "2", "-T", &secs],
+        );
+    });
+    drop(prod);
+    println!(
+        "\nwrite traffic: pgbench default script (TPC-B-like), -M prepared -c 16 -j 2 -T {secs}, scale 10, recorded at {recorded:.0} tps through pgtape proxy; replays onto fresh copies of the starting state"
+    );
+    println!(
+        "{:<16} {:>12} {:>12} {:>8} {:>8} {:>10} {:>9}",
+        "run", "stmt/s", "pgbench", "ratio", "same %", "released", "seconds"
+    );
+    let mut rows: std::collections::BTreeMap<&str, Vec<(f64, f64, f64, f64, f64)>> =
+        Default::default();
+    for round in 0..rounds {
+        let direct = {
+            let c = fresh(&mut start);
+            pgbench(
+                c.port(),
+                &["-M", "prepared", "-c", "16", "-j", "2", "-T", &secs],
+            ) * TPCB_STATEMENTS
+        };
+        for order in ["session", "commit"] {
+            let c = fresh(&mut start);
+            let results = dir.path().join(format!("results-{order}-{round}"));
+            let side = &replay_sides(
+                &c,
+                None,
+                &capture,
+                &results,
+                &["--max-rate", "--order", order],
+            )[0];
+            let rate = side["rate_per_s"].as_f64().unwrap();
+            let same = side["same_as_captured"].as_f64().unwrap()
+                / side["replayed"].as_f64().unwrap().max(1.0);
+            rows.entry(order).or_default().push((
+                rate,
+                direct,
+                same,
+                side["order"]["released"].as_f64().unwrap(),
+                side["seconds"].as_f64().unwrap(),
+            ));
+        }
+    }
+    let mut medians = std::collections::BTreeMap::new();
+    for (order, runs) in &rows {
+        let ratio = median(runs.iter().map(|r| r.0 / r.1).collect());
+        medians.insert(*order, ratio);
+        println!(
+            "{:<16} {:>12.0} {:>12.0} {:>7.2}x {:>8.3} {:>10.0} {:>9.1}   per round: {}",
+            format!("--order {order}"),
+            median(runs.iter().map(|r| r.0).collect()),
+            median(runs.iter().map(|r| r.1).collect()),
+            ratio,
+            100.0 * median(runs.iter().map(|r| r.2).collect()),
+            median(runs.iter().map(|r| r.3).collect()),
+            median(runs.iter().map(|r| r.4).collect()),
+            runs.iter()
+                .map(|r| format!("{:.2}", r.0 / r.1))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if let (Some(s), Some(c)) = (medians.get("session"), medians.get("commit")) {
+        println!(
+            "commit order keeps {:.0} % of session order's throughput",
+            100.0 * c / s
+        );
+    }
+
+    // Both sides at once, --order commit, against two pgbench runs at once.
+    let (mut ours, mut peers) = ([vec![], vec![]], [vec![], vec![]]);
+    for round in 0..rounds {
+        let (a, b) = (fresh(&mut start), fresh(&mut start));
+        let args = ["-M", "prepared", "-c", "16", "-j", "2", "-T", &secs];
+        let (da, db) = std::thread::scope(|s| {
+            let x = s.spawn(|| pgbench(a.port(), &args));
+            let y = s.spawn(|| pgbench(b.port(), &args));
+            (x.join().unwrap(), y.join().unwrap())
+        });
+        drop((a, b));
+        let (src, tgt) = (fresh(&mut start), fresh(&mut start));
+        let results = dir.path().join(format!("results-both-{round}"));
+        let sides = replay_sides(&src, Some(&tgt), &capture, &results, &["--max-rate"]);
+        for (i, d) in [da, db].into_iter().enumerate() {
+            ours[i].push(sides[i]["rate_per_s"].as_f64().unwrap());
+            peers[i].push(d * TPCB_STATEMENTS);
+        }
+    }
+    for (i, side) in ["source", "target"].iter().enumerate() {
+        let ratio = median(ours[i].iter().zip(&peers[i]).map(|(o, p)| o / p).collect());
+        println!(
+            "both sides, --order commit, {side}: {:.0} stmt/s against pgbench {:.0} stmt/s on its server at the same time: {ratio:.2}x",
+            median(ours[i].clone()),
+            median(peers[i].clone())
+        );
+    }
+
+    // Lag of a paced replay, both sides at once, of a capture recorded at a
+    // rate both servers sustain together here: a third of pgbench's TPS.
+    let rate = (recorded / 3.0).round().max(100.0).to_string();
+    let paced = dir.path().join("capture-tpcb-paced");
+    let prod = fresh(&mut start);
+    record(&prod, &paced, |port| {
+        pgbench(
+            port,
+            &[
+                "-M", "prepared", "-c", "8", "-j", "2", "-R", &rate, "-T", "20",
+            ],
+        );
+    });
+    drop(prod);
+    let (src, tgt) = (fresh(&mut start), fresh(&mut start));
+    let sides = replay_sides(
+        &src,
+        Some(&tgt),
+        &paced,
+        &dir.path().join("results-paced"),
+        &["--speed", "1", "--connect-ahead", "100ms"],
+    );
+    for s in &sides {
+        let ms = |k: &str, p: &str| s[k][p].as_f64().unwrap() / 1000.0;
+        println!(
+            "paced (-R {rate}, -c 8, 20 s) at --speed 1, --order commit, {}: {:.0} stmt/s, lag p50 {:.3} ms p99 {:.3} ms max {:.3} ms, delay p99 {:.3} ms, order wait p99 {:.3} ms, same {:.3} %",
+            s["side"].as_str().unwrap(),
+            s["rate_per_s"].as_f64().unwrap(),
+            ms("lag_us", "p50"),
+            ms("lag_us", "p99"),
+            ms("lag_us", "max"),
+            ms("delay_us", "p99"),
+            s["order"]["wait_us"]["p99"].as_f64().unwrap() / 1000.0,
+            100.0 * s["same_as_captured"].as_f64().unwrap()
+                / s["replayed"].as_f64().unwrap().max(1.0)
+        );
     }
 }

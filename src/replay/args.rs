@@ -141,7 +141,7 @@ impl ReplayConfig {
             .map(ConnOpts::parse)
             .transpose()
             .context("--target")?;
-        if !a.max_rate && !(a.speed > 0.0 && a.speed.is_finite()) {
+        if !(a.max_rate || a.speed > 0.0 && a.speed.is_finite()) {
             bail!("--speed must be a positive number (e.g. --speed 2), or use --max-rate");
         }
         if a.scale == 0 {

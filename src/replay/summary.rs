@@ -21,6 +21,7 @@ pub struct SideStats {
     latency: Histogram<u64>,
     order_wait: Histogram<u64>,
     order_released: u64,
+    same_as_captured: u64,
     first_us: i64,
     last_us: i64,
 }
@@ -41,6 +42,7 @@ impl SideStats {
             latency: crate::report::summary::hist(3),
             order_wait: crate::report::summary::hist(3),
             order_released: 0,
+            same_as_captured: 0,
             first_us: i64::MAX,
             last_us: i64::MIN,
         }
@@ -51,6 +53,7 @@ impl SideStats {
             self.order_wait.saturating_record(r.order_wait_us as u64);
         }
         self.order_released += r.order_released as u64;
+        self.same_as_captured += same_as_captured(r) as u64;
         match r.status {
             Status::Ok => self.ok += 1,
             Status::Error => self.errors += 1,
@@ -98,6 +101,7 @@ impl SideStats {
             url: self.url.clone(),
             statements: replayed + self.not_replayed,
             replayed,
+            same_as_captured: self.same_as_captured,
             ok: self.ok,
             failed: self.errors,
             not_replayed: self.not_replayed,
@@ -121,6 +125,17 @@ impl SideStats {
     }
 }
 
+/// Whether a replayed statement returned what the capture recorded.
+fn same_as_captured(r: &ResultRow) -> bool {
+    let c = &r.captured;
+    r.status != Status::NotReplayed
+        && r.command_tag == c.command_tag
+        && r.rows == c.rows
+        && r.ordered_hash == c.ordered_hash
+        && r.unordered_hash == c.unordered_hash
+        && r.error.as_ref().map(|e| e.0.as_str()) == c.sqlstate.as_deref()
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Percentiles {
     pub p50: u64,
@@ -135,6 +150,9 @@ pub struct SideSummary {
     pub url: String,
     pub statements: u64,
     pub replayed: u64,
+    /// Replayed statements that returned what the capture recorded (command
+    /// tag, rows, both result hashes, SQLSTATE).
+    pub same_as_captured: u64,
     pub ok: u64,
     pub failed: u64,
     pub not_replayed: u64,
@@ -207,9 +225,10 @@ impl ReplaySummary {
         }
         s.push('\n');
         s.push_str(&format!(
-            "{:<8} {:>10} {:>8} {:>8} {:>8} {:>10} {:>22} {:>14} {:>30}\n",
+            "{:<8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>22} {:>14} {:>30}\n",
             "side",
             "replayed",
+            "same %",
             "failed",
             "skipped",
             "rate/s",
@@ -221,9 +240,14 @@ impl ReplaySummary {
         let ms = |us: u64| us as f64 / 1000.0;
         for d in &self.sides {
             s.push_str(&format!(
-                "{:<8} {:>10} {:>8} {:>8} {:>8.0} {:>10.2} {:>22} {:>14.2} {:>30}\n",
+                "{:<8} {:>10} {:>8.2} {:>8} {:>8} {:>8.0} {:>10.2} {:>22} {:>14.2} {:>30}\n",
                 d.side,
                 d.replayed,
+                if d.replayed > 0 {
+                    100.0 * d.same_as_captured as f64 / d.replayed as f64
+                } else {
+                    0.0
+                },
                 d.failed,
                 d.not_replayed,
                 d.rate_per_s,

@@ -245,8 +245,19 @@ async fn statement(
             }
         }
         None => {
-            if own {
-                settle(spec, Gate::Sent, s.order.sent);
+            // Later commits of its tables may go once each side holds the
+            // statement's snapshot (sent, at the least).
+            if let (true, Some(key)) = (own, s.order.sent) {
+                for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+                    match (&side.order, conn.client.as_mut()) {
+                        (Some(o), Some(c)) => {
+                            let o = o.clone();
+                            c.on_snapshot(Box::new(move || o.remove(Gate::Sent, key)));
+                        }
+                        (Some(o), None) => o.remove(Gate::Sent, key),
+                        _ => {}
+                    }
+                }
             }
             let could_start = due.map_or(*ready, |d| d.max(*ready));
             run_statement(spec, conns, &s, due, could_start, &waits).await;

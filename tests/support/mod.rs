@@ -3,6 +3,8 @@
 //! helpers that run real clients and print full context on failure.
 #![allow(dead_code)]
 
+pub mod replay;
+
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -96,6 +96,9 @@ pub struct Client {
     last_columns: (Vec<u8>, Arc<[(String, u32)]>),
     /// The backend's process id (BackendKeyData; 0 if the server sent none).
     pid: i32,
+    /// Called once the server holds the next statement's snapshot (see
+    /// [`Client::on_snapshot`]).
+    snapshot_hook: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
 impl Client {
@@ -126,6 +129,21 @@ impl Client {
         self.pid
     }
 
+    /// Calls `hook` once the server has taken the next statement's snapshot,
+    /// or as near as the protocol shows it: an extended statement asks for
+    /// its BindComplete at once (a Flush after Bind; a SELECT's snapshot is
+    /// taken at Bind), a simple query counts once it is sent. Called in any
+    /// case before the statement returns, error or not.
+    pub fn on_snapshot(&mut self, hook: Box<dyn FnOnce() + Send + Sync>) {
+        self.snapshot_hook = Some(hook);
+    }
+
+    fn snapshot_taken(&mut self) {
+        if let Some(h) = self.snapshot_hook.take() {
+            h();
+        }
+    }
+
     /// A simple Query, as captured.
     pub async fn simple(&mut self, sql: &[u8]) -> io::Result<Outcome> {
         let mut body = Vec::with_capacity(sql.len() + 1);
@@ -133,7 +151,9 @@ impl Client {
         body.push(0);
         let mut frame = Vec::with_capacity(body.len() + 5);
         put_frame(&mut frame, b'Q', &body);
-        self.stream.write_all(&frame).await?;
+        let sent = self.stream.write_all(&frame).await;
+        self.snapshot_taken();
+        sent?;
         let mut out = Outcome::default();
         while !matches!(self.read_until(&mut out, false).await?, Stop::Ready) {}
         Ok(out)
@@ -142,7 +162,9 @@ impl Client {
     /// An extended-protocol statement; re-prepares once when the server lost
     /// the statement or its plan changed result type.
     pub async fn extended(&mut self, x: &Extended<'_>) -> io::Result<Outcome> {
-        let out = self.extended_once(x, false).await?;
+        let out = self.extended_once(x, false).await;
+        self.snapshot_taken();
+        let out = out?;
         let lost = out.error.as_ref().is_some_and(|(code, msg)| {
             code == "26000"
                 || (code == "0A000" && msg.contains("cached plan must not change result type"))
@@ -178,6 +200,9 @@ impl Client {
             encode_parse(name, x.sql, x.param_oids, &mut self.out);
         }
         encode_bind(name, x, x.result_formats, &mut self.out)?;
+        if self.snapshot_hook.is_some() {
+            frontend::flush(&mut self.out);
+        }
         let known = if x.named {
             self.described.get(&shape).cloned()
         } else {
@@ -269,6 +294,11 @@ impl Client {
                             }
                             if paged {
                                 stop = Some(Stop::Completed);
+                            }
+                        }
+                        b'2' => {
+                            if let Some(h) = self.snapshot_hook.take() {
+                                h();
                             }
                         }
                         b'G' => copy_in = true,
