@@ -287,6 +287,7 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
             ordered_hash: s.captured.oh,
             unordered_hash: s.captured.uh,
             sqlstate: s.captured.error.map(|e| e.0.into()),
+            ..Default::default()
         });
         for (w, side, r) in [
             (&mut src, "source", &s.source),

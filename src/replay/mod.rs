@@ -4,6 +4,8 @@
 //! - [`client`]: the wire-level client that replays statements faithfully.
 //! - [`plan`]: filters and the sizing pass over a capture.
 //! - [`items`]: the capture as a stream of connect, statement and disconnect items.
+//! - [`fidelity`]: what a capture keeps beyond a statement's shape (COPY data, result values).
+//! - [`exec`]: one statement on one connection, with its COPY data (the worker's one call).
 //! - [`timer`]: the replay clock and the precise timer behind it.
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
@@ -15,6 +17,8 @@
 pub mod args;
 pub mod client;
 pub mod conn_opts;
+pub mod exec;
+pub mod fidelity;
 pub mod items;
 pub mod plan;
 pub mod progress;

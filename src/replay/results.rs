@@ -110,9 +110,14 @@ pub struct Captured {
     pub ordered_hash: i64,
     pub unordered_hash: i64,
     pub sqlstate: Option<Arc<str>>,
+    /// COPY FROM STDIN data the client streamed (capture version 2).
+    pub copy_in: super::fidelity::CopyIn,
+    /// The DataRow bodies of a small result, as captured (version 2).
+    pub result_values: Params,
 }
 
-/// A statement's captured parameter values (NULL as `None`).
+/// A statement's captured parameter values (NULL as `None`), or the
+/// captured DataRow bodies of its result.
 #[derive(Debug, Clone, Default)]
 pub struct Params(Option<BinaryArray>);
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
 
-use super::client::{Client, Extended, Outcome};
+use super::client::{Client, Outcome};
 use super::conn_opts::ConnOpts;
 use super::plan::Item;
 use super::results::{Captured, ResultRow, Status};
@@ -106,7 +106,10 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
                         ready = Instant::now();
                     }
                 }
-                let skip = spec.blocked.or_else(|| copy_in_reason(captured));
+                let skip = spec
+                    .blocked
+                    .map(Into::into)
+                    .or_else(|| super::exec::skip_reason(captured));
                 if let Some(reason) = skip {
                     for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
                         not_replayed(side, conn, &spec, captured, due, reason.to_string()).await;
@@ -168,14 +171,6 @@ async fn connect(
         }
         Err(e) => conn.dead = Some(format!("connect failed: {e}")),
     }
-}
-
-/// COPY FROM STDIN needs the data the client streamed, which captures do not hold.
-fn copy_in_reason(c: &Captured) -> Option<&'static str> {
-    let n = c.normalized_sql.as_bytes();
-    let copy = n.get(..4).is_some_and(|w| w.eq_ignore_ascii_case(b"COPY"));
-    let from_stdin = || n.windows(10).any(|w| w.eq_ignore_ascii_case(b"FROM STDIN"));
-    (copy && from_stdin()).then_some("COPY FROM STDIN data is not in the capture")
 }
 
 async fn not_replayed(
@@ -251,34 +246,6 @@ fn row(
     }
 }
 
-async fn execute(client: &mut Client, c: &Captured, named: bool) -> std::io::Result<Outcome> {
-    if c.protocol == "simple" {
-        return client.simple(c.sql.as_bytes()).await;
-    }
-    // Parameters as slices, on the stack unless there are very many.
-    let mut few = [None; 32];
-    let many: Vec<Option<&[u8]>>;
-    let params = if c.param_values.len() <= few.len() {
-        for (slot, v) in few.iter_mut().zip(c.param_values.iter()) {
-            *slot = v;
-        }
-        &few[..c.param_values.len()]
-    } else {
-        many = c.param_values.iter().collect();
-        &many[..]
-    };
-    let x = Extended {
-        sql: c.sql.as_bytes(),
-        param_oids: &c.param_types,
-        param_formats: &c.param_formats,
-        params,
-        result_formats: &c.result_formats,
-        max_rows: c.max_rows,
-        named,
-    };
-    client.extended(&x).await
-}
-
 type Run = (Instant, Result<(Outcome, Duration), String>);
 
 /// Runs the statement on one side's connection (unless it is lost).
@@ -287,7 +254,7 @@ async fn run_on(conn: &mut Conn, captured: &Captured, named: bool) -> Run {
         return (Instant::now(), Err(conn.dead.clone().unwrap_or_default()));
     };
     let started = Instant::now();
-    match execute(client, captured, named).await {
+    match super::exec::execute(client, captured, named).await {
         Ok(o) => (started, Ok((o, started.elapsed()))),
         Err(e) => {
             let reason = format!("connection lost: {e}");

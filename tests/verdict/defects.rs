@@ -114,6 +114,7 @@ pub fn replay_pair(source: &Cluster, target: &Cluster, stmts: &[Stmt], dir: &Pat
                 ordered_hash: c.hash.ordered as i64,
                 unordered_hash: c.hash.unordered as i64,
                 sqlstate: c.error.as_ref().map(|e| e.0.as_str().into()),
+                ..Default::default()
             });
             let at = t0.elapsed().as_micros() as i64;
             let (o, us) = run(&mut src, s).await;

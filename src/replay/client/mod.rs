@@ -12,10 +12,12 @@
 //!
 //! [`connect`] holds the startup phase: TLS negotiation and authentication;
 //! [`codec`] the messages built from captured bytes and RowDescription;
+//! [`copy`] the captured COPY data sent back when the server asks for it;
 //! [`rows`] the text-format re-run the diff shows differing rows with.
 
 mod codec;
 mod connect;
+mod copy;
 mod rows;
 
 use std::io;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 pub use codec::statement_key;
-use codec::{encode_bind, encode_parse, put_frame_bytes, row_description, statement_name};
+use codec::{encode_bind, encode_parse, row_description, statement_name};
 pub use connect::ConnectError;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,21 +47,37 @@ pub struct Outcome {
     pub columns: Arc<[(String, u32)]>,
     /// SQLSTATE and message of the first error.
     pub error: Option<(String, String)>,
+    /// Rows as the tap counts them (see [`Outcome::rows`]).
+    rows: u64,
+    /// DataRows counted up to the last CommandComplete.
+    rows_mark: u64,
 }
 
 impl Outcome {
-    /// Rows as the tap counts them: DataRows, else the command tag's count.
+    /// Rows as the tap counts them: per statement its DataRows, else its
+    /// command tag's count; summed over the statements of a simple Query.
     pub fn rows(&self) -> u64 {
-        if self.hash.rows > 0 {
-            self.hash.rows
-        } else {
-            self.command_tag
-                .rsplit(' ')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        }
+        self.rows
     }
+
+    /// A CommandComplete ended one statement.
+    fn complete(&mut self, tag: &[u8]) {
+        if self.hash.rows == self.rows_mark {
+            self.rows += crate::wire::messages::tag_rows(tag).unwrap_or(0);
+        } else {
+            self.rows += self.hash.rows - self.rows_mark;
+        }
+        self.rows_mark = self.hash.rows;
+    }
+}
+
+/// What a statement brings besides its SQL and parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// The COPY messages the client sent, as the capture keeps them (type
+    /// byte, then body): sent, up to each CopyDone or CopyFail, each time the
+    /// server asks for COPY data. `None`: none was captured.
+    pub copy_in: Option<&'a [&'a [u8]]>,
 }
 
 /// An extended-protocol statement as captured.
@@ -121,6 +139,11 @@ impl Client {
 
     /// A simple Query, as captured.
     pub async fn simple(&mut self, sql: &[u8]) -> io::Result<Outcome> {
+        self.simple_with(sql, &Extras::default()).await
+    }
+
+    /// A simple Query with what else its statements need.
+    pub async fn simple_with(&mut self, sql: &[u8], ex: &Extras<'_>) -> io::Result<Outcome> {
         let mut body = Vec::with_capacity(sql.len() + 1);
         body.extend_from_slice(sql);
         body.push(0);
@@ -128,26 +151,44 @@ impl Client {
         put_frame(&mut frame, b'Q', &body);
         self.stream.write_all(&frame).await?;
         let mut out = Outcome::default();
-        while !matches!(self.read_until(&mut out, false).await?, Stop::Ready) {}
+        let mut copy = copy::Feed::new(ex.copy_in, copy::After::Nothing);
+        while !matches!(
+            self.read_until(&mut out, false, &mut copy).await?,
+            Stop::Ready
+        ) {}
         Ok(out)
     }
 
     /// An extended-protocol statement; re-prepares once when the server lost
     /// the statement or its plan changed result type.
     pub async fn extended(&mut self, x: &Extended<'_>) -> io::Result<Outcome> {
-        let out = self.extended_once(x, false).await?;
+        self.extended_with(x, &Extras::default()).await
+    }
+
+    /// An extended-protocol statement with what else it needs.
+    pub async fn extended_with(
+        &mut self,
+        x: &Extended<'_>,
+        ex: &Extras<'_>,
+    ) -> io::Result<Outcome> {
+        let out = self.extended_once(x, false, ex).await?;
         let lost = out.error.as_ref().is_some_and(|(code, msg)| {
             code == "26000"
                 || (code == "0A000" && msg.contains("cached plan must not change result type"))
         });
         if x.named && lost {
-            self.extended_once(x, true).await
+            self.extended_once(x, true, ex).await
         } else {
             Ok(out)
         }
     }
 
-    async fn extended_once(&mut self, x: &Extended<'_>, reprepare: bool) -> io::Result<Outcome> {
+    async fn extended_once(
+        &mut self,
+        x: &Extended<'_>,
+        reprepare: bool,
+        ex: &Extras<'_>,
+    ) -> io::Result<Outcome> {
         let key = statement_key(x.sql, x.param_oids);
         let mut name_buf = [0u8; 23];
         let name = if x.named {
@@ -190,8 +231,16 @@ impl Client {
         self.stream.write_all(&batch).await?;
         self.out = batch;
         let mut out = Outcome::default();
+        // The Sync sent with the Execute is ignored in copy-in mode: after
+        // the data, a Sync of its own (paged, the Sync follows completion).
+        let after = if paged {
+            copy::After::Nothing
+        } else {
+            copy::After::Sync
+        };
+        let mut copy = copy::Feed::new(ex.copy_in, after);
         loop {
-            match self.read_until(&mut out, paged).await? {
+            match self.read_until(&mut out, paged, &mut copy).await? {
                 Stop::Ready => break,
                 Stop::Suspended => {
                     self.out.clear();
@@ -221,7 +270,12 @@ impl Client {
 
     /// Reads and reduces frames until ReadyForQuery (or, paging, until the
     /// Execute completed or was suspended).
-    async fn read_until(&mut self, out: &mut Outcome, paged: bool) -> io::Result<Stop> {
+    async fn read_until(
+        &mut self,
+        out: &mut Outcome,
+        paged: bool,
+        copy: &mut copy::Feed<'_>,
+    ) -> io::Result<Stop> {
         loop {
             let mut stop = None;
             let mut copy_in = false;
@@ -232,6 +286,8 @@ impl Client {
                         f.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     match tag {
                         b'D' => out.hash.add(body),
+                        // COPY TO STDOUT: hashed as rows are (as the tap does).
+                        b'd' => out.hash.add_copy(body),
                         b'T' => {
                             if body != self.last_columns.0.as_slice() {
                                 let cols = row_description(body).into();
@@ -245,6 +301,7 @@ impl Client {
                                 self.last_tag = String::from_utf8_lossy(tag).into();
                             }
                             out.command_tag = self.last_tag.clone();
+                            out.complete(tag);
                             if paged {
                                 stop = Some(Stop::Completed);
                             }
@@ -276,11 +333,7 @@ impl Client {
             };
             self.buf.advance(consumed);
             if copy_in {
-                // The capture holds no COPY data for this statement: abort it cleanly.
-                self.out.clear();
-                let msg = b"pgtape: COPY data was not captured\0";
-                put_frame_bytes(&mut self.out, b'f', msg);
-                self.flush_out().await?;
+                self.copy_in(copy).await?;
                 continue;
             }
             if let Some(s) = stop {

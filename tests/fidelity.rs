@@ -1,0 +1,11 @@
+//! Replay fidelity against real PostgreSQL clusters: COPY data, one row
+//! count for multi-statement Queries, column types by identity, values a
+//! session got back and sends again, and the verdict's coverage.
+
+#[path = "fidelity/copy.rs"]
+mod copy;
+#[path = "fidelity/harness.rs"]
+mod harness;
+#[path = "fidelity/rows.rs"]
+mod rows;
+mod support;
