@@ -208,3 +208,32 @@ print(got in (want, want + "\\.\n"))
         v.reasons
     );
 }
+
+/// A COPY whose data passed `--max-copy-bytes` is recorded with its size and
+/// without its data, and replayed as not_replayed with that reason.
+#[test]
+fn a_copy_over_max_copy_bytes_is_not_replayed_with_the_reason() {
+    let mut a = cluster(&ClusterOptions::default());
+    query(&a, "CREATE TABLE t (a int)");
+    let b = a.duplicate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..1000).map(|i| format!("{i}\n")).collect();
+    let capture = super::harness::record_with(
+        &a,
+        dir.path(),
+        |cfg| cfg.limits.max_copy_bytes = 1000,
+        |port| {
+            psql_with_stdin(port, &["-c", "COPY t FROM STDIN", "-c", "SELECT 1"], &input);
+        },
+    );
+    let results = dir.path().join("results");
+    replay_and_diff(&capture, &results, &b, None, &["--max-rate"]);
+    let s = super::harness::read_side(&results.join("source.parquet"));
+    assert_eq!(s.status, vec!["not_replayed", "ok"], "{:?}", s.reason);
+    let reason = s.reason[0].as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("--max-copy-bytes") && reason.contains(&format!("{} bytes", input.len())),
+        "{reason}"
+    );
+    assert_eq!(query(&b, "SELECT count(*) FROM t"), "0");
+}
