@@ -9,3 +9,5 @@ mod harness;
 #[path = "fidelity/rows.rs"]
 mod rows;
 mod support;
+#[path = "fidelity/types.rs"]
+mod types;

@@ -313,7 +313,15 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
                 ordered_hash: r.oh,
                 unordered_hash: r.uh,
                 result_bytes: r.rows * 20,
-                columns: r.cols.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+                columns: r
+                    .cols
+                    .iter()
+                    .map(|(n, t)| crate::replay::client::Column {
+                        name: n.to_string(),
+                        type_oid: *t,
+                        ..Default::default()
+                    })
+                    .collect(),
                 error: r.error.map(|(c, m)| (c.into(), m.into())),
             })?;
         }

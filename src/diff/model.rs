@@ -158,6 +158,10 @@ pub struct SideSummary {
 pub struct Column {
     pub name: String,
     pub type_oid: u32,
+    /// A user-defined type's schema-qualified name (results version 2),
+    /// which the diff compares instead of the OID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub type_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

@@ -29,7 +29,10 @@ pub(crate) fn side_line(s: &SideSummary) -> String {
         let cols: Vec<String> = s
             .columns
             .iter()
-            .map(|c| format!("{}:{}", c.name, c.type_oid))
+            .map(|c| match &c.type_name {
+                Some(t) => format!("{}:{t}", c.name),
+                None => format!("{}:{}", c.name, c.type_oid),
+            })
             .collect();
         out.push_str(&format!(" [{}]", cols.join(", ")));
     }

@@ -65,6 +65,7 @@ impl Client {
             described: Default::default(),
             last_tag: Default::default(),
             last_columns: Default::default(),
+            type_names: Default::default(),
         };
         let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
         for (k, v) in params {

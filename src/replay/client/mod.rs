@@ -13,12 +13,14 @@
 //! [`connect`] holds the startup phase: TLS negotiation and authentication;
 //! [`codec`] the messages built from captured bytes and RowDescription;
 //! [`copy`] the captured COPY data sent back when the server asks for it;
+//! [`types`] the names of user-defined result types;
 //! [`rows`] the text-format re-run the diff shows differing rows with.
 
 mod codec;
 mod connect;
 mod copy;
 mod rows;
+mod types;
 
 use std::io;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use codec::{encode_bind, encode_parse, row_description, statement_name};
 pub use connect::ConnectError;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+pub use types::FIRST_USER_OID;
 
 use crate::fasthash::{FastMap, FastSet};
 use crate::wire::frame::{Direction, Frames, MAX_MESSAGE_LEN, put_frame};
@@ -42,9 +45,9 @@ pub struct Outcome {
     /// Shared with the connection's previous statement when it is the same.
     pub command_tag: Arc<str>,
     pub hash: RowHash,
-    /// Column names and type OIDs from RowDescription (shared by every
-    /// execution of a prepared statement).
-    pub columns: Arc<[(String, u32)]>,
+    /// The result columns from RowDescription (shared by every execution
+    /// of a prepared statement).
+    pub columns: Arc<[Column]>,
     /// SQLSTATE and message of the first error.
     pub error: Option<(String, String)>,
     /// Rows as the tap counts them (see [`Outcome::rows`]).
@@ -69,6 +72,21 @@ impl Outcome {
         }
         self.rows_mark = self.hash.rows;
     }
+}
+
+/// One result column, as RowDescription describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_oid: u32,
+    /// The table the column comes from (0 for an expression).
+    pub table_oid: u32,
+    /// 0 text, 1 binary.
+    pub format: i16,
+    /// A user-defined type's schema-qualified name, resolved on this
+    /// connection (see [`types`]); `None` for built-in types (OID below
+    /// 16384), whose OIDs are the same on every server.
+    pub type_name: Option<Arc<str>>,
 }
 
 /// What a statement brings besides its SQL and parameters.
@@ -106,12 +124,14 @@ pub struct Client {
     prepared: FastSet<u64>,
     /// Result columns of prepared statements by (statement, result formats):
     /// described once per connection, as drivers do.
-    described: FastMap<u64, Arc<[(String, u32)]>>,
+    described: FastMap<u64, Arc<[Column]>>,
     /// The last CommandComplete tag, reused while statements repeat it.
     last_tag: Arc<str>,
     /// The last RowDescription (as received, and parsed), reused while
     /// statements repeat it: simple queries are described every time.
-    last_columns: (Vec<u8>, Arc<[(String, u32)]>),
+    last_columns: (Vec<u8>, Arc<[Column]>),
+    /// Names of the user-defined types this connection's results used.
+    type_names: FastMap<u32, Arc<str>>,
 }
 
 impl Client {
@@ -156,6 +176,7 @@ impl Client {
             self.read_until(&mut out, false, &mut copy).await?,
             Stop::Ready
         ) {}
+        self.name_types(&mut out).await?;
         Ok(out)
     }
 
@@ -265,6 +286,7 @@ impl Client {
             }
             None => {}
         }
+        self.name_types(&mut out).await?;
         Ok(out)
     }
 
@@ -290,7 +312,7 @@ impl Client {
                         b'd' => out.hash.add_copy(body),
                         b'T' => {
                             if body != self.last_columns.0.as_slice() {
-                                let cols = row_description(body).into();
+                                let cols = self.with_known_names(row_description(body)).into();
                                 self.last_columns = (body.to_vec(), cols);
                             }
                             out.columns = self.last_columns.1.clone();
