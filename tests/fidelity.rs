@@ -4,6 +4,8 @@
 
 #[path = "fidelity/copy.rs"]
 mod copy;
+#[path = "fidelity/coverage.rs"]
+mod coverage;
 #[path = "fidelity/harness.rs"]
 mod harness;
 #[path = "fidelity/rows.rs"]
