@@ -236,6 +236,7 @@ async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         pace: crate::replay::run::Pace::Independent,
         user_map: vec![],
         metrics: None,
+        remap: Default::default(),
     };
     let replayed = crate::replay::replay(&cfg, std::future::pending()).await?;
     for s in &replayed.sides {

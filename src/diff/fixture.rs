@@ -323,6 +323,7 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
                     })
                     .collect(),
                 error: r.error.map(|(c, m)| (c.into(), m.into())),
+                remapped: 0,
             })?;
         }
     }

@@ -83,6 +83,11 @@ pub struct ReplayArgs {
     /// Also write the verdict to this file: .html, .json, .md, or a text table.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Map values a session got back (ids, OIDs) to the side's own where it
+    /// sends them again: within a session, across a side's sessions too
+    /// (pooled apps hand values between connections), or not at all.
+    #[arg(long, value_enum, default_value_t = super::remap::Mode::Global, env = "PGTAPE_REMAP")]
+    pub remap: super::remap::Mode,
     #[command(flatten)]
     pub diff: crate::diff::DiffArgs,
 }
@@ -106,6 +111,7 @@ pub struct ReplayConfig {
     pub pace: Pace,
     pub user_map: Vec<(String, String)>,
     pub metrics: Option<std::net::SocketAddr>,
+    pub remap: super::remap::Mode,
 }
 
 impl ReplayConfig {
@@ -168,6 +174,7 @@ impl ReplayConfig {
             pace: a.pace,
             user_map,
             metrics: a.metrics,
+            remap: a.remap,
         })
     }
 }

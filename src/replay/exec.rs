@@ -1,14 +1,18 @@
 //! One captured statement run on one connection, with everything the
-//! capture kept for it: parameters as captured, COPY data sent back when the
-//! server asks for it. This is the worker's one call per statement and side;
-//! what the worker needs besides is [`skip_reason`].
+//! capture kept for it: parameters as captured (with the values `remap`
+//! maps replaced), COPY data sent back when the server asks for it, and its
+//! result's values learnt from. This is the worker's one call per statement
+//! and side; what the worker needs besides is [`skip_reason`] and one
+//! [`SessionRemap`] per session and side.
 
 use std::borrow::Cow;
 use std::io;
 
-use super::client::{Client, Extended, Extras, Outcome};
+use super::client::{Client, Extended, Extras, KeptRow, Outcome, RowMap};
 use super::fidelity::CopyIn;
+use super::remap::{self, Mode, SessionRemap, StatementRows};
 use super::results::Captured;
+use crate::wire::rowhash::RowHash;
 
 /// Why `c` cannot be replayed faithfully, if it cannot: COPY data the
 /// capture does not hold.
@@ -38,37 +42,111 @@ fn copy_from_stdin(normalized: &str) -> bool {
     copy && n.windows(10).any(|w| w.eq_ignore_ascii_case(b"FROM STDIN"))
 }
 
-/// Runs `c` on `client` as captured.
-pub async fn execute(client: &mut Client, c: &Captured, named: bool) -> io::Result<Outcome> {
+/// Runs `c` on `client` as captured, with the values `remap` maps
+/// replaced; learns from its result what this side hands out.
+pub async fn execute(
+    client: &mut Client,
+    c: &Captured,
+    named: bool,
+    remap: &mut SessionRemap,
+) -> io::Result<Outcome> {
     let copy: Vec<&[u8]>;
     let mut ex = Extras::default();
     if let CopyIn::Messages(m) = &c.copy_in {
         copy = m.iter().collect();
         ex.copy_in = Some(&copy);
     }
-    if c.protocol == "simple" {
-        return client.simple_with(c.sql.as_bytes(), &ex).await;
+    let learning = remap.mode() != Mode::None && !c.result_values.is_empty();
+    if learning {
+        // Rows beyond the captured ones could not be paired with any.
+        ex.keep = Some((c.result_values.len() as u64, KEEP_BYTES));
     }
-    // Parameters as slices, on the stack unless there are very many.
-    let mut few = [None; 32];
-    let many: Vec<Option<&[u8]>>;
-    let params = if c.param_values.len() <= few.len() {
-        for (slot, v) in few.iter_mut().zip(c.param_values.iter()) {
-            *slot = v;
+    let generator = (learning || !remap.is_empty()) && remap::generates(&c.normalized_sql);
+    let rows = StatementRows {
+        map: remap,
+        generator,
+    };
+    if !remap.is_empty() {
+        ex.rows = Some(&rows);
+    }
+    let mut remapped = 0;
+    let mut out = if c.protocol == "simple" {
+        match remap.sql(&c.sql) {
+            Some((sql, n)) => {
+                remapped = n;
+                client.simple_with(sql.as_bytes(), &ex).await?
+            }
+            None => client.simple_with(c.sql.as_bytes(), &ex).await?,
         }
-        &few[..c.param_values.len()]
     } else {
-        many = c.param_values.iter().collect();
-        &many[..]
+        let mapped = remap.params(c);
+        // Parameters as slices, on the stack unless there are very many.
+        let mut few = [None; 32];
+        let many: Vec<Option<&[u8]>>;
+        let n = c.param_values.len();
+        let params = match &mapped {
+            Some((values, k)) => {
+                remapped = *k;
+                many = values.iter().map(|v| v.as_deref()).collect();
+                &many[..]
+            }
+            None if n <= few.len() => {
+                for (slot, v) in few.iter_mut().zip(c.param_values.iter()) {
+                    *slot = v;
+                }
+                &few[..n]
+            }
+            None => {
+                many = c.param_values.iter().collect();
+                &many[..]
+            }
+        };
+        let x = Extended {
+            sql: c.sql.as_bytes(),
+            param_oids: &c.param_types,
+            param_formats: &c.param_formats,
+            params,
+            result_formats: &c.result_formats,
+            max_rows: c.max_rows,
+            named,
+        };
+        client.extended_with(&x, &ex).await?
     };
-    let x = Extended {
-        sql: c.sql.as_bytes(),
-        param_oids: &c.param_types,
-        param_formats: &c.param_formats,
-        params,
-        result_formats: &c.result_formats,
-        max_rows: c.max_rows,
-        named,
-    };
-    client.extended_with(&x, &ex).await
+    out.remapped = remapped;
+    if let Some(kept) = out.kept.take() {
+        if remap.learn(c, &kept) && out.error.is_none() {
+            rehash(
+                &mut out,
+                &kept,
+                &StatementRows {
+                    map: remap,
+                    generator,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes of DataRows kept for learning at most (the captured result was
+/// within the capture's bounds; this side's may be a little longer).
+const KEEP_BYTES: usize = 64 << 10;
+
+/// Hashes a result again after its own statement taught a mapping (the id
+/// an INSERT ... RETURNING got on this side), when every row was kept.
+fn rehash(out: &mut Outcome, kept: &[KeptRow], rows: &StatementRows<'_>) {
+    let held: u64 = kept.iter().map(|k| k.1.len() as u64 + 5).sum();
+    if held != out.hash.bytes {
+        return;
+    }
+    let mut h = RowHash::default();
+    let mut scratch = Vec::new();
+    for (cols, body) in kept {
+        if rows.rewrite(cols, body, &mut scratch) {
+            h.add(&scratch);
+        } else {
+            h.add(body);
+        }
+    }
+    (out.hash.ordered, out.hash.unordered) = (h.ordered, h.unordered);
 }

@@ -5,7 +5,8 @@
 //! - [`plan`]: filters and the sizing pass over a capture.
 //! - [`items`]: the capture as a stream of connect, statement and disconnect items.
 //! - [`fidelity`]: what a capture keeps beyond a statement's shape (COPY data, result values).
-//! - [`exec`]: one statement on one connection, with its COPY data (the worker's one call).
+//! - [`exec`]: one statement on one connection, with its COPY data and mapped values (the worker's one call).
+//! - [`remap`]: values a session got back and sends again, mapped per side.
 //! - [`timer`]: the replay clock and the precise timer behind it.
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
@@ -22,6 +23,7 @@ pub mod fidelity;
 pub mod items;
 pub mod plan;
 pub mod progress;
+pub mod remap;
 pub mod results;
 pub mod run;
 pub mod summary;

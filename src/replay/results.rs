@@ -176,6 +176,8 @@ pub struct ResultRow {
     pub result_bytes: i64,
     pub columns: Arc<[super::client::Column]>,
     pub error: Option<(String, String)>,
+    /// Values replaced by this side's before sending (`--remap`).
+    pub remapped: u32,
 }
 
 fn list(name: &str, item: DataType, nullable: bool) -> Field {
@@ -232,6 +234,7 @@ pub fn results_schema() -> SchemaRef {
             Field::new(col::SQLSTATE, Utf8, true),
             Field::new(col::ERROR_MESSAGE, Utf8, true),
             list(col::COLUMN_TYPE_NAMES, Utf8, true),
+            Field::new(col::REMAPPED, Int32, false),
         ]))
     })
     .clone()

@@ -198,6 +198,7 @@ pub async fn replay(
             done: AtomicU64::new(0),
             recent: Default::default(),
             metrics: crate::metrics::replay::SideMetrics::new(name),
+            remap: super::remap::SideRemap::new(cfg.remap),
         }));
     }
     // A short lead lets the first sessions connect on time.

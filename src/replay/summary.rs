@@ -15,6 +15,7 @@ pub struct SideStats {
     ok: u64,
     errors: u64,
     not_replayed: u64,
+    remapped: u64,
     reasons: BTreeMap<String, u64>,
     lag: Histogram<u64>,
     delay: Histogram<u64>,
@@ -31,6 +32,7 @@ impl SideStats {
             ok: 0,
             errors: 0,
             not_replayed: 0,
+            remapped: 0,
             reasons: BTreeMap::new(),
             // Fixed bounds: an auto-resizing histogram would clamp every
             // value above its first 2 ms to its starting maximum.
@@ -43,6 +45,7 @@ impl SideStats {
     }
 
     pub fn add(&mut self, r: &ResultRow) {
+        self.remapped += r.remapped as u64;
         match r.status {
             Status::Ok => self.ok += 1,
             Status::Error => self.errors += 1,
@@ -94,6 +97,7 @@ impl SideStats {
             failed: self.errors,
             not_replayed: self.not_replayed,
             not_replayed_reasons: self.reasons.clone(),
+            remapped: self.remapped,
             seconds: secs,
             rate_per_s: if secs > 0.0 {
                 replayed as f64 / secs
@@ -125,6 +129,8 @@ pub struct SideSummary {
     pub failed: u64,
     pub not_replayed: u64,
     pub not_replayed_reasons: BTreeMap<String, u64>,
+    /// Values replaced by this side's before sending (`--remap`).
+    pub remapped: u64,
     pub seconds: f64,
     pub rate_per_s: f64,
     pub lag_us: Percentiles,
@@ -199,6 +205,12 @@ impl ReplaySummary {
             for (reason, n) in &d.not_replayed_reasons {
                 s.push_str(&format!("         not replayed: {n} × {reason}\n"));
             }
+            if d.remapped > 0 {
+                s.push_str(&format!(
+                    "         remapped: {} value(s) sent as this side's own\n",
+                    d.remapped
+                ));
+            }
         }
         s
     }
@@ -229,6 +241,7 @@ mod tests {
             result_bytes: 0,
             columns: Arc::from(Vec::new()),
             error: None,
+            remapped: 0,
         }
     }
 

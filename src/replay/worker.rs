@@ -28,6 +28,8 @@ pub struct SideCtx {
     /// The worst lag and delay since the progress line's last tick.
     pub recent: super::progress::Recent,
     pub metrics: crate::metrics::replay::SideMetrics,
+    /// Values mapped on this side (`--remap`); each session takes its own.
+    pub remap: super::remap::SideRemap,
 }
 
 /// What a session worker is told at spawn.
@@ -48,6 +50,7 @@ struct Conn {
     pending: Vec<ResultRow>,
     dead: Option<String>,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    remap: super::remap::SessionRemap,
 }
 
 /// Most items a session takes from its channel at once.
@@ -67,11 +70,12 @@ pub async fn run_session(spec: SessionSpec, mut rx: mpsc::Receiver<Item>) {
     let mut conns: Vec<Conn> = spec
         .sides
         .iter()
-        .map(|_| Conn {
+        .map(|side| Conn {
             client: None,
             pending: Vec::new(),
             dead: None,
             _permit: None,
+            remap: side.remap.session(),
         })
         .collect();
     let mut startup: Option<(String, Vec<(String, String)>)> = None;
@@ -243,6 +247,7 @@ fn row(
         result_bytes: o.hash.bytes as i64,
         columns: o.columns,
         error: o.error,
+        remapped: o.remapped,
     }
 }
 
@@ -254,7 +259,7 @@ async fn run_on(conn: &mut Conn, captured: &Captured, named: bool) -> Run {
         return (Instant::now(), Err(conn.dead.clone().unwrap_or_default()));
     };
     let started = Instant::now();
-    match super::exec::execute(client, captured, named).await {
+    match super::exec::execute(client, captured, named, &mut conn.remap).await {
         Ok(o) => (started, Ok((o, started.elapsed()))),
         Err(e) => {
             let reason = format!("connection lost: {e}");

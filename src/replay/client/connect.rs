@@ -66,6 +66,7 @@ impl Client {
             last_tag: Default::default(),
             last_columns: Default::default(),
             type_names: Default::default(),
+            scratch: Vec::new(),
         };
         let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
         for (k, v) in params {

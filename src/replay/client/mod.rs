@@ -50,6 +50,11 @@ pub struct Outcome {
     pub columns: Arc<[Column]>,
     /// SQLSTATE and message of the first error.
     pub error: Option<(String, String)>,
+    /// The rows as this side returned them, with their columns, while the
+    /// result stays within [`Extras::keep`]; `None` past it (or not asked).
+    pub kept: Option<Vec<KeptRow>>,
+    /// Values replaced by this side's before sending (see `remap`).
+    pub remapped: u32,
     /// Rows as the tap counts them (see [`Outcome::rows`]).
     rows: u64,
     /// DataRows counted up to the last CommandComplete.
@@ -89,13 +94,29 @@ pub struct Column {
     pub type_name: Option<Arc<str>>,
 }
 
+/// A DataRow body as a side returned it, with the columns it came under.
+pub type KeptRow = (Arc<[Column]>, Vec<u8>);
+
+/// Reads result rows as the capture holds them: a value this side returned
+/// in place of a captured one is hashed as the captured one (see `remap`).
+pub trait RowMap {
+    /// Writes `body` with such values replaced into `out`; false (and `out`
+    /// unspecified) when there were none.
+    fn rewrite(&self, columns: &[Column], body: &[u8], out: &mut Vec<u8>) -> bool;
+}
+
 /// What a statement brings besides its SQL and parameters.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Extras<'a> {
     /// The COPY messages the client sent, as the capture keeps them (type
     /// byte, then body): sent, up to each CopyDone or CopyFail, each time the
     /// server asks for COPY data. `None`: none was captured.
     pub copy_in: Option<&'a [&'a [u8]]>,
+    /// Rows hashed through this map.
+    pub rows: Option<&'a (dyn RowMap + Sync)>,
+    /// Keep the result's rows while it has at most this many rows and
+    /// bytes of DataRow bodies ([`Outcome::kept`]).
+    pub keep: Option<(u64, usize)>,
 }
 
 /// An extended-protocol statement as captured.
@@ -132,6 +153,8 @@ pub struct Client {
     last_columns: (Vec<u8>, Arc<[Column]>),
     /// Names of the user-defined types this connection's results used.
     type_names: FastMap<u32, Arc<str>>,
+    /// A DataRow rewritten through [`Extras::rows`].
+    scratch: Vec<u8>,
 }
 
 impl Client {
@@ -170,10 +193,13 @@ impl Client {
         let mut frame = Vec::with_capacity(body.len() + 5);
         put_frame(&mut frame, b'Q', &body);
         self.stream.write_all(&frame).await?;
-        let mut out = Outcome::default();
+        let mut out = Outcome {
+            kept: ex.keep.map(|_| Vec::new()),
+            ..Default::default()
+        };
         let mut copy = copy::Feed::new(ex.copy_in, copy::After::Nothing);
         while !matches!(
-            self.read_until(&mut out, false, &mut copy).await?,
+            self.read_until(&mut out, false, &mut copy, ex).await?,
             Stop::Ready
         ) {}
         self.name_types(&mut out).await?;
@@ -251,7 +277,14 @@ impl Client {
         let batch = std::mem::take(&mut self.out);
         self.stream.write_all(&batch).await?;
         self.out = batch;
-        let mut out = Outcome::default();
+        let mut out = Outcome {
+            kept: ex.keep.map(|_| Vec::new()),
+            ..Default::default()
+        };
+        // Described before: no RowDescription comes, the rows need columns.
+        if let Some(cols) = &known {
+            out.columns = cols.clone();
+        }
         // The Sync sent with the Execute is ignored in copy-in mode: after
         // the data, a Sync of its own (paged, the Sync follows completion).
         let after = if paged {
@@ -261,7 +294,7 @@ impl Client {
         };
         let mut copy = copy::Feed::new(ex.copy_in, after);
         loop {
-            match self.read_until(&mut out, paged, &mut copy).await? {
+            match self.read_until(&mut out, paged, &mut copy, ex).await? {
                 Stop::Ready => break,
                 Stop::Suspended => {
                     self.out.clear();
@@ -297,6 +330,7 @@ impl Client {
         out: &mut Outcome,
         paged: bool,
         copy: &mut copy::Feed<'_>,
+        ex: &Extras<'_>,
     ) -> io::Result<Stop> {
         loop {
             let mut stop = None;
@@ -307,7 +341,25 @@ impl Client {
                     let (tag, body) =
                         f.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     match tag {
-                        b'D' => out.hash.add(body),
+                        b'D' => {
+                            if let (Some(kept), Some((rows, bytes))) = (&mut out.kept, ex.keep) {
+                                let held: usize = kept.iter().map(|k| k.1.len()).sum();
+                                if kept.len() as u64 >= rows || held + body.len() > bytes {
+                                    out.kept = None;
+                                } else {
+                                    kept.push((out.columns.clone(), body.to_vec()));
+                                }
+                            }
+                            match ex.rows {
+                                Some(m) if m.rewrite(&out.columns, body, &mut self.scratch) => {
+                                    // Hashed as captured; the bytes are this side's.
+                                    out.hash.add(&self.scratch);
+                                    out.hash.bytes = out.hash.bytes + body.len() as u64
+                                        - self.scratch.len() as u64;
+                                }
+                                _ => out.hash.add(body),
+                            }
+                        }
                         // COPY TO STDOUT: hashed as rows are (as the tap does).
                         b'd' => out.hash.add_copy(body),
                         b'T' => {

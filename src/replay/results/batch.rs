@@ -85,6 +85,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
     ));
     let (mut state, mut msg) = (StringBuilder::new(), StringBuilder::new());
     let mut tnames = ListBuilder::new(StringBuilder::new());
+    let mut remapped = Int32Builder::new();
     for r in rows {
         let c = &r.captured;
         side.append_value(r.side);
@@ -135,6 +136,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         cnames.append(true);
         ctypes.append(true);
         tnames.append(true);
+        remapped.append_value(r.remapped.min(i32::MAX as u32) as i32);
         state.append_option(r.error.as_ref().map(|e| e.0.as_str()));
         msg.append_option(r.error.as_ref().map(|e| e.1.as_str()));
     }
@@ -178,6 +180,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         Arc::new(state.finish()),
         Arc::new(msg.finish()),
         Arc::new(tnames.finish()),
+        Arc::new(remapped.finish()),
     ];
     RecordBatch::try_new(results_schema(), columns).expect("result rows match the results schema")
 }

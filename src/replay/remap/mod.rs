@@ -1,0 +1,374 @@
+//! Values a session got back and sends again, mapped per side. A session
+//! sends back what the database gave it: the id of `INSERT ... RETURNING id`
+//! in the next `UPDATE ... WHERE id = $1`, the OID of psql's first `\d`
+//! query inlined in the next. On a side whose sequences, OIDs or transaction
+//! ids differ from the capture's, those values must be that side's.
+//!
+//! How: the capture keeps the values of small results; after a statement
+//! runs, each captured value is paired with the value the side returned at
+//! the same place ([`SessionRemap::learn`]), and later statements have the
+//! captured value replaced by the side's where they send it: bind
+//! parameters, text or binary ([`SessionRemap::params`]), and whole-token
+//! literals of simple-query SQL ([`SessionRemap::sql`]). Results are hashed
+//! with mapped values read back as the captured ones ([`StatementRows`]), so
+//! a result whose only difference is a mapped value matches its capture.
+//!
+//! What is learnt: only values a session can be handed, as the column says:
+//! a column of a table (`RETURNING id`, `SELECT oid FROM pg_class`), a type
+//! the database hands out (oid, xid, reg*, uuid), or any column of a
+//! statement calling a generator (`nextval`, `txid_current`, `lo_creat`,
+//! ...); never an expression such as `count(*)`, whose differences are not
+//! identities. Several rows are paired by position only when their order is
+//! fixed (an outer ORDER BY, RETURNING). A value seen equal on both sides
+//! drops any older mapping of it; the latest pairing wins.
+//!
+//! Scope (`--remap`): `session` maps within a replayed session; `global`
+//! (the default) also across the sessions of a side, as values pass between
+//! the connections of a pool; `none` maps nothing.
+
+pub mod sql;
+pub mod value;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::client::{Column, KeptRow, RowMap};
+use super::results::Captured;
+use crate::fasthash::FastMap;
+use value::{Kind, Value, cells, handed_out, kind, row};
+
+/// `--remap`: where a value learnt in one statement is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// Map nothing: statements are sent exactly as captured.
+    None,
+    /// Within each replayed session.
+    Session,
+    /// Within each session, and across the sessions of a side.
+    #[default]
+    Global,
+}
+
+/// Mappings a side keeps at most (memory stays bounded; past it, new
+/// values are not learnt).
+const MAX_GLOBAL: usize = 1 << 20;
+const MAX_SESSION: usize = 1 << 16;
+
+#[derive(Debug, Default)]
+struct Maps {
+    /// Captured value → this side's.
+    forward: FastMap<Value, Value>,
+    /// This side's value → the captured one (results hashed as captured).
+    reverse: FastMap<Value, Value>,
+}
+
+impl Maps {
+    /// Pairs `captured` with `replayed`; true when the reverse map changed.
+    fn learn(&mut self, captured: &Value, replayed: &Value, cap: usize) -> bool {
+        if captured == replayed {
+            // The same on this side: an older mapping of it is stale.
+            return match self.forward.remove(captured) {
+                Some(old) => {
+                    self.reverse.remove(&old);
+                    true
+                }
+                None => false,
+            };
+        }
+        if self.forward.get(captured) == Some(replayed) {
+            return false;
+        }
+        if self.forward.len() >= cap && !self.forward.contains_key(captured) {
+            return false;
+        }
+        if let Some(old) = self.forward.insert(captured.clone(), replayed.clone()) {
+            self.reverse.remove(&old);
+        }
+        self.reverse.insert(replayed.clone(), captured.clone());
+        true
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    maps: RwLock<Maps>,
+    /// Mappings held: lookups skip the lock while there are none.
+    len: AtomicUsize,
+}
+
+/// One side's mappings shared by its sessions, and the mode.
+#[derive(Debug, Clone, Default)]
+pub struct SideRemap {
+    mode: Mode,
+    shared: Arc<Shared>,
+}
+
+impl SideRemap {
+    pub fn new(mode: Mode) -> Self {
+        SideRemap {
+            mode,
+            shared: Arc::default(),
+        }
+    }
+
+    /// The mappings of one replayed session on this side.
+    pub fn session(&self) -> SessionRemap {
+        SessionRemap {
+            mode: self.mode,
+            local: Maps::default(),
+            shared: (self.mode == Mode::Global).then(|| self.shared.clone()),
+        }
+    }
+}
+
+/// One replayed session's mappings on one side (and the side's, in
+/// `global` mode).
+#[derive(Debug, Default)]
+pub struct SessionRemap {
+    mode: Mode,
+    local: Maps,
+    shared: Option<Arc<Shared>>,
+}
+
+impl SessionRemap {
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn shared(&self) -> Option<&Shared> {
+        self.shared
+            .as_deref()
+            .filter(|s| s.len.load(Ordering::Relaxed) > 0)
+    }
+
+    /// True when some value is mapped (nothing to do otherwise).
+    pub fn is_empty(&self) -> bool {
+        self.local.forward.is_empty() && self.shared().is_none()
+    }
+
+    /// This side's value for a captured one.
+    pub fn forward(&self, v: &Value) -> Option<Value> {
+        if let Some(to) = self.local.forward.get(v) {
+            return Some(to.clone());
+        }
+        let s = self.shared()?;
+        s.maps.read().ok()?.forward.get(v).cloned()
+    }
+
+    /// The captured value for one of this side's.
+    pub fn reverse(&self, v: &Value) -> Option<Value> {
+        if let Some(to) = self.local.reverse.get(v) {
+            return Some(to.clone());
+        }
+        let s = self.shared()?;
+        s.maps.read().ok()?.reverse.get(v).cloned()
+    }
+
+    /// `c`'s parameters with mapped values replaced, and how many were;
+    /// `None` when none was.
+    pub fn params(&self, c: &Captured) -> Option<(Vec<Option<Vec<u8>>>, u32)> {
+        if self.mode == Mode::None || self.is_empty() || c.param_values.is_empty() {
+            return None;
+        }
+        let formats = &c.param_formats;
+        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(c.param_values.len());
+        let mut n = 0;
+        for (i, p) in c.param_values.iter().enumerate() {
+            let format = match formats.len() {
+                0 => 0,
+                1 => formats[0],
+                _ => formats.get(i).copied().unwrap_or(0),
+            };
+            let ty = c.param_types.get(i).copied().unwrap_or(0);
+            let mapped = p.and_then(|b| self.map_cell(b, format, ty));
+            if mapped.is_some() {
+                n += 1;
+            }
+            out.push(mapped.or_else(|| p.map(<[u8]>::to_vec)));
+        }
+        (n > 0).then_some((out, n))
+    }
+
+    /// One value in `format` of type `ty`, mapped; `None` if not mapped.
+    fn map_cell(&self, b: &[u8], format: i16, ty: u32) -> Option<Vec<u8>> {
+        let binary = format == 1 && kind(ty) != Some(Kind::Text);
+        let v = if binary {
+            Value::from_binary(b, ty)?
+        } else {
+            Value::from_text(b)?
+        };
+        let to = self.forward(&v)?;
+        if binary {
+            to.binary(b.len())
+        } else {
+            Some(to.text())
+        }
+    }
+
+    /// A simple query's SQL with mapped literals replaced, and how many were.
+    pub fn sql(&self, sql: &str) -> Option<(String, u32)> {
+        if self.mode == Mode::None || self.is_empty() {
+            return None;
+        }
+        sql::substitute(sql, |v| self.forward(v))
+    }
+
+    /// Pairs the values `c` returned at capture with those this side
+    /// returned (`kept`, with their columns). True when a mapping changed,
+    /// so the result's hash must be taken again.
+    pub fn learn(&mut self, c: &Captured, kept: &[KeptRow]) -> bool {
+        if self.mode == Mode::None || c.result_values.is_empty() {
+            return false;
+        }
+        let captured: Vec<&[u8]> = c.result_values.iter().flatten().collect();
+        if captured.len() != kept.len() || (kept.len() > 1 && !rows_align(&c.normalized_sql)) {
+            return false;
+        }
+        let generator = generates(&c.normalized_sql);
+        let mut changed = false;
+        for ((cols, replayed), captured) in kept.iter().zip(captured) {
+            let (Some(r), Some(c)) = (cells(replayed), cells(captured)) else {
+                continue;
+            };
+            if r.len() != c.len() || r.len() != cols.len() {
+                continue;
+            }
+            for ((col, r), c) in cols.iter().zip(r).zip(c) {
+                let (Some(r), Some(c)) = (r, c) else { continue };
+                if !candidate(col, generator) {
+                    continue;
+                }
+                if r == c && self.is_empty() {
+                    // The usual case: the same value, nothing mapped yet.
+                    continue;
+                }
+                let (Some(rv), Some(cv)) = (cell_value(col, r), cell_value(col, c)) else {
+                    continue;
+                };
+                changed |= self.local.learn(&cv, &rv, MAX_SESSION);
+                if rv == cv && self.shared().is_none() {
+                    continue;
+                }
+                if let Some(s) = &self.shared {
+                    if let Ok(mut m) = s.maps.write() {
+                        changed |= m.learn(&cv, &rv, MAX_GLOBAL);
+                        s.len.store(m.forward.len(), Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        changed
+    }
+}
+
+/// Whether a column's values can be ones the session was handed.
+fn candidate(col: &Column, generator: bool) -> bool {
+    kind(col.type_oid).is_some() && (col.table_oid != 0 || handed_out(col.type_oid) || generator)
+}
+
+fn cell_value(col: &Column, cell: &[u8]) -> Option<Value> {
+    if col.format == 1 && kind(col.type_oid) != Some(Kind::Text) {
+        Value::from_binary(cell, col.type_oid)
+    } else {
+        Value::from_text(cell)
+    }
+}
+
+/// SQL calling a function that hands out values.
+pub fn generates(normalized_sql: &str) -> bool {
+    let s = normalized_sql.to_ascii_lowercase();
+    [
+        "nextval(",
+        "currval(",
+        "lastval(",
+        "txid_current",
+        "pg_current_xact_id",
+        "lo_creat",
+        "lo_import",
+        "gen_random_uuid",
+        "uuid_generate",
+        "pg_backend_pid",
+    ]
+    .iter()
+    .any(|f| s.contains(f))
+}
+
+/// Rows of the statement come in a fixed order: an outermost ORDER BY, or
+/// the rows a RETURNING clause returns.
+fn rows_align(normalized_sql: &str) -> bool {
+    let s = normalized_sql.to_ascii_uppercase();
+    if s.contains(" RETURNING ") {
+        return true;
+    }
+    let mut depth = 0i32;
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            b'O' if depth == 0
+                && b[i..].starts_with(b"ORDER BY")
+                && (i == 0 || b[i - 1] == b' ') =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A session's mappings as one statement reads its results: mapped values
+/// read back as the captured ones.
+pub struct StatementRows<'a> {
+    pub map: &'a SessionRemap,
+    /// The statement calls a generator: every column is a candidate.
+    pub generator: bool,
+}
+
+impl RowMap for StatementRows<'_> {
+    fn rewrite(&self, columns: &[Column], body: &[u8], out: &mut Vec<u8>) -> bool {
+        if self.map.is_empty() {
+            return false;
+        }
+        let Some(mut cs) = cells(body) else {
+            return false;
+        };
+        if cs.len() != columns.len() {
+            return false;
+        }
+        let mut mapped: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (j, (col, cell)) in columns.iter().zip(&cs).enumerate() {
+            let Some(cell) = cell else { continue };
+            if !candidate(col, self.generator) {
+                continue;
+            }
+            let Some(v) = cell_value(col, cell) else {
+                continue;
+            };
+            let Some(to) = self.map.reverse(&v) else {
+                continue;
+            };
+            let binary = col.format == 1 && kind(col.type_oid) != Some(Kind::Text);
+            let bytes = if binary {
+                to.binary(cell.len())
+            } else {
+                Some(to.text())
+            };
+            if let Some(b) = bytes {
+                mapped.push((j, b));
+            }
+        }
+        if mapped.is_empty() {
+            return false;
+        }
+        for (j, b) in &mapped {
+            cs[*j] = Some(b.as_slice());
+        }
+        row(&cs, out);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
