@@ -2,12 +2,16 @@
 //! count for multi-statement Queries, column types by identity, values a
 //! session got back and sends again, and the verdict's coverage.
 
+#[path = "fidelity/catalog.rs"]
+mod catalog;
 #[path = "fidelity/copy.rs"]
 mod copy;
 #[path = "fidelity/coverage.rs"]
 mod coverage;
 #[path = "fidelity/harness.rs"]
 mod harness;
+#[path = "fidelity/remap.rs"]
+mod remap;
 #[path = "fidelity/rows.rs"]
 mod rows;
 mod support;

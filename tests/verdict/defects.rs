@@ -66,6 +66,7 @@ fn row(side: &'static str, captured: &Arc<Captured>, o: Outcome, us: i64, at: i6
         result_bytes: o.hash.bytes as i64,
         columns: o.columns.clone(),
         error: o.error.clone(),
+        remapped: 0,
     }
 }
 
