@@ -2,6 +2,8 @@
 //! count for multi-statement Queries, column types by identity, values a
 //! session got back and sends again, and the verdict's coverage.
 
+#[path = "fidelity/analytics.rs"]
+mod analytics;
 #[path = "fidelity/catalog.rs"]
 mod catalog;
 #[path = "fidelity/copy.rs"]

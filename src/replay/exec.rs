@@ -10,7 +10,7 @@ use std::io;
 
 use super::client::{Client, Extended, Extras, KeptRow, Outcome, RowMap};
 use super::fidelity::CopyIn;
-use super::remap::{self, Mode, SessionRemap, StatementRows};
+use super::remap::{Mode, SessionRemap, Source, StatementRows};
 use super::results::Captured;
 use crate::wire::rowhash::RowHash;
 
@@ -61,11 +61,12 @@ pub async fn execute(
         // Rows beyond the captured ones could not be paired with any.
         ex.keep = Some((c.result_values.len() as u64, KEEP_BYTES));
     }
-    let generator = (learning || !remap.is_empty()) && remap::generates(&c.normalized_sql);
-    let rows = StatementRows {
-        map: remap,
-        generator,
+    let how = if learning || !remap.is_empty() {
+        Source::of(&c.normalized_sql)
+    } else {
+        Source::default()
     };
+    let rows = StatementRows { map: remap, how };
     if !remap.is_empty() {
         ex.rows = Some(&rows);
     }
@@ -115,14 +116,7 @@ pub async fn execute(
     out.remapped = remapped;
     if let Some(kept) = out.kept.take() {
         if remap.learn(c, &kept) && out.error.is_none() {
-            rehash(
-                &mut out,
-                &kept,
-                &StatementRows {
-                    map: remap,
-                    generator,
-                },
-            );
+            rehash(&mut out, &kept, &StatementRows { map: remap, how });
         }
     }
     Ok(out)

@@ -81,7 +81,7 @@ pub(super) fn row_description(body: &[u8]) -> Vec<Column> {
     let Ok(n) = r.count() else { return Vec::new() };
     let mut cols = Vec::with_capacity(n);
     for _ in 0..n {
-        let (Ok(name), Ok(table), Ok(_col), Ok(oid), Ok(_len), Ok(_mod), Ok(format)) = (
+        let (Ok(name), Ok(table), Ok(attnum), Ok(oid), Ok(_len), Ok(_mod), Ok(format)) = (
             r.cstr(),
             r.i32(),
             r.i16(),
@@ -96,6 +96,7 @@ pub(super) fn row_description(body: &[u8]) -> Vec<Column> {
             name: String::from_utf8_lossy(name).into_owned(),
             type_oid: oid as u32,
             table_oid: table as u32,
+            attnum,
             format,
             type_name: None,
         });

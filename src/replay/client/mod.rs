@@ -84,8 +84,10 @@ impl Outcome {
 pub struct Column {
     pub name: String,
     pub type_oid: u32,
-    /// The table the column comes from (0 for an expression).
+    /// The table the column comes from (0 for an expression), and its
+    /// attribute number there.
     pub table_oid: u32,
+    pub attnum: i16,
     /// 0 text, 1 binary.
     pub format: i16,
     /// A user-defined type's schema-qualified name, resolved on this

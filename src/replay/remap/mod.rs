@@ -13,19 +13,26 @@
 //! with mapped values read back as the captured ones ([`StatementRows`]), so
 //! a result whose only difference is a mapped value matches its capture.
 //!
-//! What is learnt: only values a session can be handed, as the column says:
-//! a column of a table (`RETURNING id`, `SELECT oid FROM pg_class`), a type
-//! the database hands out (oid, xid, reg*, uuid), or any column of a
-//! statement calling a generator (`nextval`, `txid_current`, `lo_creat`,
-//! ...); never an expression such as `count(*)`, whose differences are not
-//! identities. Several rows are paired by position only when their order is
-//! fixed (an outer ORDER BY, RETURNING). A value seen equal on both sides
-//! drops any older mapping of it; the latest pairing wins.
+//! What is learnt: only values a session is handed, as the column says: a
+//! type the database hands out (oid, xid, reg*, uuid: `SELECT oid FROM
+//! pg_class`), any column of a statement calling a generator (`nextval`,
+//! `txid_current`, `lo_creat`, ...), a table column a RETURNING clause
+//! returned (`INSERT ... RETURNING id`), and that same table column wherever
+//! it is read later (`SELECT id FROM t ...`, psql's `\gset`). Never another
+//! column: a count, a sum or a materialized view's totals differ between
+//! runs when sessions race, and such a difference is no identity (mapping
+//! the count 3 to 4 would turn every later `org_id = 3` into 4). Several
+//! rows are paired by position only when their order is fixed (an outer
+//! ORDER BY, RETURNING). A value the side's sessions already sent before it
+//! was handed out is ambiguous and not mapped ([`sent`]: the `50` of `LIMIT
+//! 50` is not the 50th session id). A value seen equal on both sides drops
+//! any older mapping of it; the latest pairing wins.
 //!
 //! Scope (`--remap`): `session` maps within a replayed session; `global`
 //! (the default) also across the sessions of a side, as values pass between
 //! the connections of a pool; `none` maps nothing.
 
+mod sent;
 pub mod sql;
 pub mod value;
 
@@ -96,18 +103,42 @@ struct Shared {
     len: AtomicUsize,
 }
 
+/// One side's table columns (table OID, attribute number) that handed out
+/// values through RETURNING: a fact of the side's schema, shared by all its
+/// sessions whatever the mode.
+#[derive(Debug, Default)]
+struct IdColumns(RwLock<crate::fasthash::FastSet<(u32, i16)>>);
+
+impl IdColumns {
+    fn contains(&self, c: &Column) -> bool {
+        self.0
+            .read()
+            .is_ok_and(|s| s.contains(&(c.table_oid, c.attnum)))
+    }
+
+    fn insert(&self, c: &Column) {
+        if let Ok(mut s) = self.0.write() {
+            if s.len() < MAX_SESSION {
+                s.insert((c.table_oid, c.attnum));
+            }
+        }
+    }
+}
+
 /// One side's mappings shared by its sessions, and the mode.
 #[derive(Debug, Clone, Default)]
 pub struct SideRemap {
     mode: Mode,
     shared: Arc<Shared>,
+    ids: Arc<IdColumns>,
+    sent: Arc<sent::Sent>,
 }
 
 impl SideRemap {
     pub fn new(mode: Mode) -> Self {
         SideRemap {
             mode,
-            shared: Arc::default(),
+            ..Default::default()
         }
     }
 
@@ -117,6 +148,8 @@ impl SideRemap {
             mode: self.mode,
             local: Maps::default(),
             shared: (self.mode == Mode::Global).then(|| self.shared.clone()),
+            ids: self.ids.clone(),
+            sent: self.sent.clone(),
         }
     }
 }
@@ -128,6 +161,8 @@ pub struct SessionRemap {
     mode: Mode,
     local: Maps,
     shared: Option<Arc<Shared>>,
+    ids: Arc<IdColumns>,
+    sent: Arc<sent::Sent>,
 }
 
 impl SessionRemap {
@@ -165,13 +200,14 @@ impl SessionRemap {
     }
 
     /// `c`'s parameters with mapped values replaced, and how many were;
-    /// `None` when none was.
+    /// `None` when none was. Remembers the captured values as sent.
     pub fn params(&self, c: &Captured) -> Option<(Vec<Option<Vec<u8>>>, u32)> {
-        if self.mode == Mode::None || self.is_empty() || c.param_values.is_empty() {
+        if self.mode == Mode::None || c.param_values.is_empty() {
             return None;
         }
+        let empty = self.is_empty();
         let formats = &c.param_formats;
-        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(c.param_values.len());
+        let mut out: Option<Vec<Option<Vec<u8>>>> = None;
         let mut n = 0;
         for (i, p) in c.param_values.iter().enumerate() {
             let format = match formats.len() {
@@ -180,23 +216,38 @@ impl SessionRemap {
                 _ => formats.get(i).copied().unwrap_or(0),
             };
             let ty = c.param_types.get(i).copied().unwrap_or(0);
-            let mapped = p.and_then(|b| self.map_cell(b, format, ty));
-            if mapped.is_some() {
+            let mapped = p.and_then(|b| self.map_cell(b, format, ty, empty));
+            if let Some(m) = mapped {
+                let out = out.get_or_insert_with(|| {
+                    c.param_values
+                        .iter()
+                        .map(|p| p.map(<[u8]>::to_vec))
+                        .collect()
+                });
+                out[i] = Some(m);
                 n += 1;
             }
-            out.push(mapped.or_else(|| p.map(<[u8]>::to_vec)));
         }
-        (n > 0).then_some((out, n))
+        out.map(|o| (o, n))
     }
 
-    /// One value in `format` of type `ty`, mapped; `None` if not mapped.
-    fn map_cell(&self, b: &[u8], format: i16, ty: u32) -> Option<Vec<u8>> {
+    /// One value in `format` of type `ty`: remembered as sent, and mapped
+    /// unless `empty`; `None` if not mapped.
+    fn map_cell(&self, b: &[u8], format: i16, ty: u32, empty: bool) -> Option<Vec<u8>> {
+        // A timestamp, a number with a fraction, JSON: never an id.
+        if ty != 0 && kind(ty).is_none() {
+            return None;
+        }
         let binary = format == 1 && kind(ty) != Some(Kind::Text);
         let v = if binary {
             Value::from_binary(b, ty)?
         } else {
             Value::from_text(b)?
         };
+        self.sent.insert(&v);
+        if empty {
+            return None;
+        }
         let to = self.forward(&v)?;
         if binary {
             to.binary(b.len())
@@ -205,12 +256,17 @@ impl SessionRemap {
         }
     }
 
-    /// A simple query's SQL with mapped literals replaced, and how many were.
+    /// A simple query's SQL with mapped literals replaced, and how many
+    /// were. Remembers the captured literals as sent.
     pub fn sql(&self, sql: &str) -> Option<(String, u32)> {
-        if self.mode == Mode::None || self.is_empty() {
+        if self.mode == Mode::None {
             return None;
         }
-        sql::substitute(sql, |v| self.forward(v))
+        let empty = self.is_empty();
+        sql::substitute(sql, |v| {
+            self.sent.insert(v);
+            if empty { None } else { self.forward(v) }
+        })
     }
 
     /// Pairs the values `c` returned at capture with those this side
@@ -224,7 +280,7 @@ impl SessionRemap {
         if captured.len() != kept.len() || (kept.len() > 1 && !rows_align(&c.normalized_sql)) {
             return false;
         }
-        let generator = generates(&c.normalized_sql);
+        let how = Source::of(&c.normalized_sql);
         let mut changed = false;
         for ((cols, replayed), captured) in kept.iter().zip(captured) {
             let (Some(r), Some(c)) = (cells(replayed), cells(captured)) else {
@@ -235,8 +291,11 @@ impl SessionRemap {
             }
             for ((col, r), c) in cols.iter().zip(r).zip(c) {
                 let (Some(r), Some(c)) = (r, c) else { continue };
-                if !candidate(col, generator) {
+                if !self.candidate(col, how) {
                     continue;
+                }
+                if how.returning && col.table_oid != 0 {
+                    self.ids.insert(col);
                 }
                 if r == c && self.is_empty() {
                     // The usual case: the same value, nothing mapped yet.
@@ -245,6 +304,10 @@ impl SessionRemap {
                 let (Some(rv), Some(cv)) = (cell_value(col, r), cell_value(col, c)) else {
                     continue;
                 };
+                if rv != cv && self.sent.contains(&cv) {
+                    // Sent before it was handed out: another value's twin.
+                    continue;
+                }
                 changed |= self.local.learn(&cv, &rv, MAX_SESSION);
                 if rv == cv && self.shared().is_none() {
                     continue;
@@ -261,9 +324,33 @@ impl SessionRemap {
     }
 }
 
-/// Whether a column's values can be ones the session was handed.
-fn candidate(col: &Column, generator: bool) -> bool {
-    kind(col.type_oid).is_some() && (col.table_oid != 0 || handed_out(col.type_oid) || generator)
+/// How a statement can hand out values (read from its normalised SQL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Source {
+    /// It calls a generator: every column is a candidate.
+    pub generator: bool,
+    /// It returns rows it wrote (RETURNING): its table columns are.
+    pub returning: bool,
+}
+
+impl Source {
+    pub fn of(normalized_sql: &str) -> Source {
+        Source {
+            generator: generates(normalized_sql),
+            // Normalised SQL upper-cases clause keywords.
+            returning: normalized_sql.contains(" RETURNING "),
+        }
+    }
+}
+
+impl SessionRemap {
+    /// Whether a column's values can be ones the session was handed.
+    fn candidate(&self, col: &Column, how: Source) -> bool {
+        kind(col.type_oid).is_some()
+            && (handed_out(col.type_oid)
+                || how.generator
+                || (col.table_oid != 0 && (how.returning || self.ids.contains(col))))
+    }
 }
 
 fn cell_value(col: &Column, cell: &[u8]) -> Option<Value> {
@@ -322,8 +409,7 @@ fn rows_align(normalized_sql: &str) -> bool {
 /// read back as the captured ones.
 pub struct StatementRows<'a> {
     pub map: &'a SessionRemap,
-    /// The statement calls a generator: every column is a candidate.
-    pub generator: bool,
+    pub how: Source,
 }
 
 impl RowMap for StatementRows<'_> {
@@ -340,7 +426,7 @@ impl RowMap for StatementRows<'_> {
         let mut mapped: Vec<(usize, Vec<u8>)> = Vec::new();
         for (j, (col, cell)) in columns.iter().zip(&cs).enumerate() {
             let Some(cell) = cell else { continue };
-            if !candidate(col, self.generator) {
+            if !self.map.candidate(col, self.how) {
                 continue;
             }
             let Some(v) = cell_value(col, cell) else {

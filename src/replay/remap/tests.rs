@@ -18,6 +18,7 @@ fn col(name: &str, type_oid: u32, table_oid: u32, format: i16) -> Column {
         name: name.into(),
         type_oid,
         table_oid,
+        attnum: if table_oid == 0 { 0 } else { 1 },
         format,
         type_name: None,
     }
@@ -92,6 +93,39 @@ fn expressions_are_not_learnt_and_equal_values_forget_old_mappings() {
     // Later the same id comes back unchanged: the old mapping is stale.
     assert!(s.learn(&returning(&["5"]), &kept(&[id], &[&[Some(b"5")]])));
     assert!(s.is_empty());
+}
+
+/// Regression: a materialized view's totals (a table column, read with
+/// ORDER BY) raced on replay and taught 3 → 4; every later `org_id = 3`
+/// was sent as 4.
+#[test]
+fn table_columns_are_learnt_only_once_a_returning_clause_handed_them_out() {
+    let side = SideRemap::new(Mode::Global);
+    let mut s = side.session();
+    let totals = Captured {
+        normalized_sql: "SELECT element, interactions FROM org_top_elements WHERE org_id = ? ORDER BY interactions DESC LIMIT ?".into(),
+        result_values: [Some(data_row(&[Some(b"a"), Some(b"3")]))].into_iter().collect(),
+        ..Default::default()
+    };
+    let view = [
+        col("element", 25, 16500, 0),
+        col("interactions", 20, 16500, 0),
+    ];
+    assert!(!s.learn(&totals, &kept(&view, &[&[Some(b"a"), Some(b"4")]])));
+    assert!(s.params(&update(&[b"3"], &[], &[])).is_none());
+    // items.id handed out by RETURNING: read later by SELECT, it is an id.
+    let id = col("id", 23, 16400, 0);
+    s.learn(
+        &returning(&["5"]),
+        &kept(std::slice::from_ref(&id), &[&[Some(b"1005")]]),
+    );
+    let select = Captured {
+        normalized_sql: "SELECT id FROM items WHERE v = ?".into(),
+        result_values: [Some(data_row(&[Some(b"6")]))].into_iter().collect(),
+        ..Default::default()
+    };
+    assert!(s.learn(&select, &kept(&[id], &[&[Some(b"1006")]])));
+    assert_eq!(s.forward(&Value::Int(6)), Some(Value::Int(1006)));
 }
 
 #[test]
@@ -173,7 +207,7 @@ fn catalog_oids_map_into_psql_literals_and_results_read_back_as_captured() {
     // The lookup's own result, read back as captured, hashes as captured.
     let rows = StatementRows {
         map: &s,
-        generator: false,
+        how: Source::default(),
     };
     let mut out = Vec::new();
     assert!(rows.rewrite(&cols, &replayed[0].1, &mut out));
@@ -204,4 +238,29 @@ fn generators_are_learnt_from_any_column() {
         s.sql("DELETE FROM t WHERE id = 7"),
         Some(("DELETE FROM t WHERE id = 1007".into(), 1))
     );
+}
+
+/// Regression: session ids raced on replay (3 → 2) while `org_id = 3` had
+/// been sent all along; mapping 3 turned every tenant-3 query into
+/// tenant 2's. A value sent before it was handed out is not mapped.
+#[test]
+fn a_value_sent_before_it_was_handed_out_is_ambiguous_and_not_mapped() {
+    let side = SideRemap::new(Mode::Global);
+    let mut a = side.session();
+    let b = side.session();
+    // Another session of the side sent 3 (its tenant) and 50 (a LIMIT).
+    assert!(b.params(&update(&[b"3", b"50"], &[], &[23, 20])).is_none());
+    let id = col("session_id", 20, 16400, 0);
+    for (captured, replayed) in [("3", "2"), ("50", "51"), ("7", "8")] {
+        a.learn(
+            &returning(&[captured]),
+            &kept(std::slice::from_ref(&id), &[&[Some(replayed.as_bytes())]]),
+        );
+    }
+    assert_eq!(a.forward(&Value::Int(3)), None);
+    assert_eq!(a.forward(&Value::Int(50)), None);
+    assert_eq!(a.forward(&Value::Int(7)), Some(Value::Int(8)));
+    // A timestamp parameter is never taken for an id.
+    assert!(a.params(&update(&[b"7"], &[], &[1184])).is_none());
+    assert!(a.params(&update(&[b"7"], &[], &[20])).is_some());
 }
