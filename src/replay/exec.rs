@@ -62,7 +62,7 @@ pub async fn execute(
         ex.keep = Some((c.result_values.len() as u64, KEEP_BYTES));
     }
     let how = if learning || !remap.is_empty() {
-        Source::of(&c.normalized_sql)
+        remap.source(c)
     } else {
         Source::default()
     };

@@ -39,17 +39,19 @@ fn psql_describe_queries_return_the_captured_results_on_both_sides() {
                 "CREATE TABLE visits (id bigserial PRIMARY KEY, person int REFERENCES people, at timestamptz)",
                 "-c",
                 "COMMENT ON COLUMN visits.at IS 'when'",
+                // psql's describe commands, in the same session.
+                "-c",
+                r"\d people",
+                "-c",
+                r"\d+ people",
+                "-c",
+                r"\d visits",
+                "-c",
+                r"\d+ visits",
+                "-c",
+                r"\d",
             ],
         ));
-        for d in [
-            "\\d people",
-            "\\d+ people",
-            "\\d visits",
-            "\\d+ visits",
-            "\\d",
-        ] {
-            run_ok(&mut psql(port, &["-c", d]));
-        }
     });
     let oid = |db: &Cluster| query(db, "SELECT 'people'::regclass::oid");
     let results = dir.path().join("results");

@@ -97,12 +97,7 @@ fn copy_from_psql_a_driver_stdout_and_a_multi_statement_query_replays_onto_copie
                 "-c",
                 "CREATE TABLE t_multi (a int, b text); COPY t_multi FROM STDIN; \
                  INSERT INTO t_multi VALUES (0, 'zero')",
-            ],
-            &input,
-        );
-        run_ok(&mut psql(
-            port,
-            &[
+                // Later reads, in the same session.
                 "-c",
                 "SELECT count(*), sum(id), md5(string_agg(name, ',' ORDER BY id)) FROM t_csv",
                 "-c",
@@ -114,7 +109,8 @@ fn copy_from_psql_a_driver_stdout_and_a_multi_statement_query_replays_onto_copie
                 "-c",
                 "\\copy (SELECT * FROM t_csv ORDER BY id) TO STDOUT WITH (FORMAT csv)",
             ],
-        ));
+            &input,
+        );
     });
 
     // The capture holds the data, readable by DuckDB as schema/capture.md shows.

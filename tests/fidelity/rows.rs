@@ -29,10 +29,10 @@ fn a_multi_statement_query_replays_with_the_row_count_it_was_captured_with() {
             8,
         ),
     ];
+    // One session: the Queries depend on each other's rows.
     let capture = record(&a, dir.path(), |port| {
-        for (q, _) in queries {
-            run_ok(&mut psql(port, &["-c", q]));
-        }
+        let args: Vec<&str> = queries.iter().flat_map(|(q, _)| ["-c", *q]).collect();
+        run_ok(&mut psql(port, &args));
     });
     let results = dir.path().join("results");
     replay_and_diff(&capture, &results, &b, None, &["--max-rate"]);

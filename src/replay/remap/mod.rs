@@ -107,19 +107,30 @@ struct Shared {
 /// values through RETURNING: a fact of the side's schema, shared by all its
 /// sessions whatever the mode.
 #[derive(Debug, Default)]
-struct IdColumns(RwLock<crate::fasthash::FastSet<(u32, i16)>>);
+struct IdColumns {
+    set: RwLock<crate::fasthash::FastSet<(u32, i16)>>,
+    /// Columns held: no lock is taken while there are none (a workload
+    /// without RETURNING never takes one).
+    len: AtomicUsize,
+}
 
 impl IdColumns {
     fn contains(&self, c: &Column) -> bool {
-        self.0
-            .read()
-            .is_ok_and(|s| s.contains(&(c.table_oid, c.attnum)))
+        self.len.load(Ordering::Relaxed) > 0
+            && self
+                .set
+                .read()
+                .is_ok_and(|s| s.contains(&(c.table_oid, c.attnum)))
     }
 
     fn insert(&self, c: &Column) {
-        if let Ok(mut s) = self.0.write() {
+        if self.contains(c) {
+            return;
+        }
+        if let Ok(mut s) = self.set.write() {
             if s.len() < MAX_SESSION {
                 s.insert((c.table_oid, c.attnum));
+                self.len.store(s.len(), Ordering::Relaxed);
             }
         }
     }
@@ -150,6 +161,7 @@ impl SideRemap {
             shared: (self.mode == Mode::Global).then(|| self.shared.clone()),
             ids: self.ids.clone(),
             sent: self.sent.clone(),
+            sources: FastMap::default(),
         }
     }
 }
@@ -163,9 +175,23 @@ pub struct SessionRemap {
     shared: Option<Arc<Shared>>,
     ids: Arc<IdColumns>,
     sent: Arc<sent::Sent>,
+    /// How each fingerprint hands out values, read once from its SQL.
+    sources: FastMap<i64, Source>,
 }
 
 impl SessionRemap {
+    /// How `c` can hand out values (cached per fingerprint).
+    pub fn source(&mut self, c: &Captured) -> Source {
+        if let Some(s) = self.sources.get(&c.fingerprint) {
+            return *s;
+        }
+        let s = Source::of(&c.normalized_sql);
+        if self.sources.len() < MAX_SESSION {
+            self.sources.insert(c.fingerprint, s);
+        }
+        s
+    }
+
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -280,7 +306,7 @@ impl SessionRemap {
         if captured.len() != kept.len() || (kept.len() > 1 && !rows_align(&c.normalized_sql)) {
             return false;
         }
-        let how = Source::of(&c.normalized_sql);
+        let how = self.source(c);
         let mut changed = false;
         for ((cols, replayed), captured) in kept.iter().zip(captured) {
             let (Some(r), Some(c)) = (cells(replayed), cells(captured)) else {
@@ -291,15 +317,15 @@ impl SessionRemap {
             }
             for ((col, r), c) in cols.iter().zip(r).zip(c) {
                 let (Some(r), Some(c)) = (r, c) else { continue };
+                if r == c && self.is_empty() && !how.returning {
+                    // The usual case: the same value, nothing mapped yet.
+                    continue;
+                }
                 if !self.candidate(col, how) {
                     continue;
                 }
                 if how.returning && col.table_oid != 0 {
                     self.ids.insert(col);
-                }
-                if r == c && self.is_empty() {
-                    // The usual case: the same value, nothing mapped yet.
-                    continue;
                 }
                 let (Some(rv), Some(cv)) = (cell_value(col, r), cell_value(col, c)) else {
                     continue;

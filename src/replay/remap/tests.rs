@@ -7,6 +7,20 @@ use super::value::row;
 use super::*;
 use crate::replay::results::{Captured, Params};
 
+/// The fingerprint of a statement (the remapper caches per fingerprint).
+fn fp(normalized_sql: &str) -> i64 {
+    crate::capture::fingerprint::shape(normalized_sql).fingerprint as i64
+}
+
+/// A captured statement of this normalised SQL.
+fn stmt(normalized_sql: &str) -> Captured {
+    Captured {
+        fingerprint: fp(normalized_sql),
+        normalized_sql: normalized_sql.into(),
+        ..Default::default()
+    }
+}
+
 fn data_row(cells: &[Option<&[u8]>]) -> Vec<u8> {
     let mut b = Vec::new();
     row(cells, &mut b);
@@ -28,6 +42,7 @@ fn col(name: &str, type_oid: u32, table_oid: u32, format: i16) -> Column {
 fn returning(ids: &[&str]) -> Captured {
     Captured {
         normalized_sql: "INSERT INTO t (v) VALUES (?) RETURNING id".into(),
+        fingerprint: fp("INSERT INTO t (v) VALUES (?) RETURNING id"),
         result_values: ids
             .iter()
             .map(|i| Some(data_row(&[Some(i.as_bytes())])))
@@ -43,11 +58,10 @@ fn kept(cols: &[Column], rows: &[&[Option<&[u8]>]]) -> Vec<KeptRow> {
 
 fn update(params: &[&[u8]], formats: &[i16], types: &[u32]) -> Captured {
     Captured {
-        normalized_sql: "UPDATE t SET v = ? WHERE id = ?".into(),
         param_values: params.iter().map(|p| Some(*p)).collect::<Params>(),
         param_formats: formats.to_vec().into(),
         param_types: types.to_vec().into(),
-        ..Default::default()
+        ..stmt("UPDATE t SET v = ? WHERE id = ?")
     }
 }
 
@@ -78,6 +92,7 @@ fn expressions_are_not_learnt_and_equal_values_forget_old_mappings() {
     let mut s = side.session();
     let count = Captured {
         normalized_sql: "SELECT count(*) FROM t".into(),
+        fingerprint: fp("SELECT count(*) FROM t"),
         result_values: [Some(data_row(&[Some(b"3")]))].into_iter().collect(),
         ..Default::default()
     };
@@ -104,6 +119,7 @@ fn table_columns_are_learnt_only_once_a_returning_clause_handed_them_out() {
     let mut s = side.session();
     let totals = Captured {
         normalized_sql: "SELECT element, interactions FROM org_top_elements WHERE org_id = ? ORDER BY interactions DESC LIMIT ?".into(),
+        fingerprint: fp("SELECT element, interactions FROM org_top_elements WHERE org_id = ? ORDER BY interactions DESC LIMIT ?"),
         result_values: [Some(data_row(&[Some(b"a"), Some(b"3")]))].into_iter().collect(),
         ..Default::default()
     };
@@ -121,6 +137,7 @@ fn table_columns_are_learnt_only_once_a_returning_clause_handed_them_out() {
     );
     let select = Captured {
         normalized_sql: "SELECT id FROM items WHERE v = ?".into(),
+        fingerprint: fp("SELECT id FROM items WHERE v = ?"),
         result_values: [Some(data_row(&[Some(b"6")]))].into_iter().collect(),
         ..Default::default()
     };
@@ -135,6 +152,7 @@ fn several_rows_pair_up_only_in_a_fixed_order() {
     let mut s = side.session();
     let unordered = Captured {
         normalized_sql: "SELECT id FROM t WHERE v = ?".into(),
+        fingerprint: fp("SELECT id FROM t WHERE v = ?"),
         ..returning(&["1", "2"])
     };
     let rows = kept(std::slice::from_ref(&id), &[&[Some(b"2")], &[Some(b"1")]]);
@@ -227,6 +245,7 @@ fn generators_are_learnt_from_any_column() {
     let mut s = side.session();
     let next = Captured {
         normalized_sql: "SELECT nextval(?)".into(),
+        fingerprint: fp("SELECT nextval(?)"),
         result_values: [Some(data_row(&[Some(b"7")]))].into_iter().collect(),
         ..Default::default()
     };
