@@ -218,3 +218,39 @@ fn small_results_keep_their_values_large_ones_do_not() {
     assert_eq!(frames(kept), vec![(b'D', row("42"))]);
     assert!(st[1].result_values.is_none());
 }
+
+/// `--redact-params` keeps no values: no COPY data (its size is kept) and no
+/// result values.
+#[test]
+fn redaction_keeps_no_copy_data_and_no_result_values() {
+    let (tx, rx, _) = super::event::tap_channel(16);
+    let tx = tx.with_limits(TapLimits {
+        redact: true,
+        ..Default::default()
+    });
+    let connect = super::event::ConnectEvent {
+        session_id: 9,
+        at_us: 0,
+        user: "u".into(),
+        database: "d".into(),
+        application_name: String::new(),
+        client_addr: String::new(),
+        startup_params: vec![],
+        protocol_version: "3.0".into(),
+    };
+    let mut tap = super::tap::Tap::new(9, Some(tx), connect);
+    tap.backend(b'Z', b"I", 0);
+    tap.frontend(b'Q', b"COPY t FROM STDIN; SELECT 42\0", 0);
+    tap.backend(b'G', b"\0\0\0", 1);
+    tap.frontend(b'd', b"secret\n", 2);
+    tap.frontend(b'c', b"", 2);
+    tap.backend(b'C', b"COPY 1\0", 3);
+    tap.backend(b'D', b"\0\x01\0\0\0\x0242", 3);
+    tap.backend(b'C', b"SELECT 1\0", 3);
+    tap.backend(b'Z', b"I", 3);
+    let st = drain(&rx);
+    let copy = st[0].copy_in.as_ref().unwrap();
+    assert_eq!((copy.bytes, copy.frames.is_empty()), (7, true));
+    assert!(st[0].result_values.is_none());
+    assert_eq!(st[0].rows, 2);
+}
