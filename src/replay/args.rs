@@ -84,9 +84,10 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Map values a session got back (ids, OIDs) to the side's own where it
-    /// sends them again: within a session, across a side's sessions too
-    /// (pooled apps hand values between connections), or not at all.
-    #[arg(long, value_enum, default_value_t = super::remap::Mode::Global, env = "PGTAPE_REMAP")]
+    /// sends them again: within a session (default: deterministic on both
+    /// sides), across a side's sessions too (pooled apps hand values between
+    /// connections; races can mis-map), or not at all.
+    #[arg(long, value_enum, default_value_t = super::remap::Mode::Session, env = "PGTAPE_REMAP")]
     pub remap: super::remap::Mode,
     #[command(flatten)]
     pub diff: crate::diff::DiffArgs,

@@ -61,6 +61,17 @@ pub async fn execute(
         // Rows beyond the captured ones could not be paired with any.
         ex.keep = Some((c.result_values.len() as u64, KEEP_BYTES));
     }
+    // Values replaced first (this also notes what the session sent).
+    let (mapped_sql, mapped) = if c.protocol == "simple" {
+        (remap.sql(&c.sql), None)
+    } else {
+        (None, remap.params(c))
+    };
+    let remapped = mapped_sql
+        .as_ref()
+        .map(|m| m.1)
+        .or(mapped.as_ref().map(|m| m.1))
+        .unwrap_or(0);
     let how = if learning || !remap.is_empty() {
         remap.source(c)
     } else {
@@ -70,24 +81,16 @@ pub async fn execute(
     if !remap.is_empty() {
         ex.rows = Some(&rows);
     }
-    let mut remapped = 0;
     let mut out = if c.protocol == "simple" {
-        match remap.sql(&c.sql) {
-            Some((sql, n)) => {
-                remapped = n;
-                client.simple_with(sql.as_bytes(), &ex).await?
-            }
-            None => client.simple_with(c.sql.as_bytes(), &ex).await?,
-        }
+        let sql = mapped_sql.as_ref().map_or(&*c.sql, |m| m.0.as_str());
+        client.simple_with(sql.as_bytes(), &ex).await?
     } else {
-        let mapped = remap.params(c);
         // Parameters as slices, on the stack unless there are very many.
         let mut few = [None; 32];
         let many: Vec<Option<&[u8]>>;
         let n = c.param_values.len();
         let params = match &mapped {
-            Some((values, k)) => {
-                remapped = *k;
+            Some((values, _)) => {
                 many = values.iter().map(|v| v.as_deref()).collect();
                 &many[..]
             }

@@ -23,16 +23,21 @@
 //! runs when sessions race, and such a difference is no identity (mapping
 //! the count 3 to 4 would turn every later `org_id = 3` into 4). Several
 //! rows are paired by position only when their order is fixed (an outer
-//! ORDER BY, RETURNING). A value the side's sessions already sent before it
-//! was handed out is ambiguous and not mapped ([`sent`]: the `50` of `LIMIT
-//! 50` is not the 50th session id). A value seen equal on both sides drops
-//! any older mapping of it; the latest pairing wins.
+//! ORDER BY, RETURNING). Values are of a class (int2, int4, int8, oid, xid,
+//! uuid, text: the int4 tenant 3 is not the int8 session id 3); a literal or
+//! an untyped parameter matches any. A value the session itself sent before
+//! it was handed out is ambiguous and not mapped (the `50` of `LIMIT 50` is
+//! not the 50th session id): its own history is the session's capture
+//! order, the same on both sides. A value seen equal on both sides drops any
+//! older mapping of it; the latest pairing wins.
 //!
-//! Scope (`--remap`): `session` maps within a replayed session; `global`
-//! (the default) also across the sessions of a side, as values pass between
-//! the connections of a pool; `none` maps nothing.
+//! Scope (`--remap`): `session` (the default) maps within a replayed
+//! session; `global` also across the sessions of a side, as values pass
+//! between the connections of a pool, at a cost: whether another session's
+//! value is its own constant or one handed out depends on how sessions
+//! interleave on replay, so a race can map a value it should not; `none`
+//! maps nothing.
 
-mod sent;
 pub mod sql;
 pub mod value;
 
@@ -42,7 +47,7 @@ use std::sync::{Arc, RwLock};
 use super::client::{Column, KeptRow, RowMap};
 use super::results::Captured;
 use crate::fasthash::FastMap;
-use value::{Kind, Value, cells, handed_out, kind, row};
+use value::{Class, Kind, Value, cells, class, handed_out, kind, row};
 
 /// `--remap`: where a value learnt in one statement is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -50,9 +55,9 @@ pub enum Mode {
     /// Map nothing: statements are sent exactly as captured.
     None,
     /// Within each replayed session.
+    #[default]
     Session,
     /// Within each session, and across the sessions of a side.
-    #[default]
     Global,
 }
 
@@ -61,38 +66,50 @@ pub enum Mode {
 const MAX_GLOBAL: usize = 1 << 20;
 const MAX_SESSION: usize = 1 << 16;
 
+type Key = (Class, Value);
+
 #[derive(Debug, Default)]
 struct Maps {
     /// Captured value → this side's.
-    forward: FastMap<Value, Value>,
+    forward: FastMap<Key, Value>,
     /// This side's value → the captured one (results hashed as captured).
-    reverse: FastMap<Value, Value>,
+    reverse: FastMap<Key, Value>,
 }
 
 impl Maps {
     /// Pairs `captured` with `replayed`; true when the reverse map changed.
-    fn learn(&mut self, captured: &Value, replayed: &Value, cap: usize) -> bool {
-        if captured == replayed {
+    fn learn(&mut self, cl: Class, captured: &Value, replayed: &Value, cap: usize) -> bool {
+        let (captured, replayed) = ((cl, captured.clone()), (cl, replayed.clone()));
+        if captured.1 == replayed.1 {
             // The same on this side: an older mapping of it is stale.
-            return match self.forward.remove(captured) {
+            return match self.forward.remove(&captured) {
                 Some(old) => {
-                    self.reverse.remove(&old);
+                    self.reverse.remove(&(cl, old));
                     true
                 }
                 None => false,
             };
         }
-        if self.forward.get(captured) == Some(replayed) {
+        if self.forward.get(&captured) == Some(&replayed.1) {
             return false;
         }
-        if self.forward.len() >= cap && !self.forward.contains_key(captured) {
+        if self.forward.len() >= cap && !self.forward.contains_key(&captured) {
             return false;
         }
-        if let Some(old) = self.forward.insert(captured.clone(), replayed.clone()) {
-            self.reverse.remove(&old);
+        if let Some(old) = self.forward.insert(captured.clone(), replayed.1.clone()) {
+            self.reverse.remove(&(cl, old));
         }
-        self.reverse.insert(replayed.clone(), captured.clone());
+        self.reverse.insert(replayed, captured.1);
         true
+    }
+
+    fn get(map: &FastMap<Key, Value>, cl: Class, v: &Value) -> Option<Value> {
+        if cl != Class::Any {
+            return map.get(&(cl, v.clone())).cloned();
+        }
+        Class::TYPED
+            .iter()
+            .find_map(|c| map.get(&(*c, v.clone())).cloned())
     }
 }
 
@@ -142,7 +159,6 @@ pub struct SideRemap {
     mode: Mode,
     shared: Arc<Shared>,
     ids: Arc<IdColumns>,
-    sent: Arc<sent::Sent>,
 }
 
 impl SideRemap {
@@ -160,7 +176,7 @@ impl SideRemap {
             local: Maps::default(),
             shared: (self.mode == Mode::Global).then(|| self.shared.clone()),
             ids: self.ids.clone(),
-            sent: self.sent.clone(),
+            sent: Default::default(),
             sources: FastMap::default(),
         }
     }
@@ -174,7 +190,10 @@ pub struct SessionRemap {
     local: Maps,
     shared: Option<Arc<Shared>>,
     ids: Arc<IdColumns>,
-    sent: Arc<sent::Sent>,
+    /// Hashes of the values this session sent as captured (its own
+    /// history, in capture order on either side); full, nothing more is
+    /// learnt.
+    sent: crate::fasthash::FastSet<u64>,
     /// How each fingerprint hands out values, read once from its SQL.
     sources: FastMap<i64, Source>,
 }
@@ -207,27 +226,39 @@ impl SessionRemap {
         self.local.forward.is_empty() && self.shared().is_none()
     }
 
-    /// This side's value for a captured one.
-    pub fn forward(&self, v: &Value) -> Option<Value> {
-        if let Some(to) = self.local.forward.get(v) {
-            return Some(to.clone());
+    /// This side's value for a captured one of class `cl`.
+    pub fn forward(&self, cl: Class, v: &Value) -> Option<Value> {
+        if let Some(to) = Maps::get(&self.local.forward, cl, v) {
+            return Some(to);
         }
         let s = self.shared()?;
-        s.maps.read().ok()?.forward.get(v).cloned()
+        Maps::get(&s.maps.read().ok()?.forward, cl, v)
     }
 
-    /// The captured value for one of this side's.
-    pub fn reverse(&self, v: &Value) -> Option<Value> {
-        if let Some(to) = self.local.reverse.get(v) {
-            return Some(to.clone());
+    /// The captured value for one of this side's of class `cl`.
+    pub fn reverse(&self, cl: Class, v: &Value) -> Option<Value> {
+        if let Some(to) = Maps::get(&self.local.reverse, cl, v) {
+            return Some(to);
         }
         let s = self.shared()?;
-        s.maps.read().ok()?.reverse.get(v).cloned()
+        Maps::get(&s.maps.read().ok()?.reverse, cl, v)
+    }
+
+    /// Remembers a captured value as sent by this session.
+    fn note_sent(&mut self, v: &Value) {
+        if self.sent.len() < MAX_SESSION {
+            self.sent.insert(value::hash(v));
+        }
+    }
+
+    /// The session sent `v` itself (or sent too much to tell).
+    fn sent_before(&self, v: &Value) -> bool {
+        self.sent.len() >= MAX_SESSION || self.sent.contains(&value::hash(v))
     }
 
     /// `c`'s parameters with mapped values replaced, and how many were;
     /// `None` when none was. Remembers the captured values as sent.
-    pub fn params(&self, c: &Captured) -> Option<(Vec<Option<Vec<u8>>>, u32)> {
+    pub fn params(&mut self, c: &Captured) -> Option<(Vec<Option<Vec<u8>>>, u32)> {
         if self.mode == Mode::None || c.param_values.is_empty() {
             return None;
         }
@@ -259,7 +290,7 @@ impl SessionRemap {
 
     /// One value in `format` of type `ty`: remembered as sent, and mapped
     /// unless `empty`; `None` if not mapped.
-    fn map_cell(&self, b: &[u8], format: i16, ty: u32, empty: bool) -> Option<Vec<u8>> {
+    fn map_cell(&mut self, b: &[u8], format: i16, ty: u32, empty: bool) -> Option<Vec<u8>> {
         // A timestamp, a number with a fraction, JSON: never an id.
         if ty != 0 && kind(ty).is_none() {
             return None;
@@ -270,11 +301,11 @@ impl SessionRemap {
         } else {
             Value::from_text(b)?
         };
-        self.sent.insert(&v);
+        self.note_sent(&v);
         if empty {
             return None;
         }
-        let to = self.forward(&v)?;
+        let to = self.forward(class(ty), &v)?;
         if binary {
             to.binary(b.len())
         } else {
@@ -284,15 +315,27 @@ impl SessionRemap {
 
     /// A simple query's SQL with mapped literals replaced, and how many
     /// were. Remembers the captured literals as sent.
-    pub fn sql(&self, sql: &str) -> Option<(String, u32)> {
+    pub fn sql(&mut self, sql: &str) -> Option<(String, u32)> {
         if self.mode == Mode::None {
             return None;
         }
         let empty = self.is_empty();
-        sql::substitute(sql, |v| {
-            self.sent.insert(v);
-            if empty { None } else { self.forward(v) }
-        })
+        let mut sent = Vec::new();
+        let out = sql::substitute(sql, |v| {
+            sent.push(value::hash(v));
+            // A literal's type is the server's to infer: any class.
+            if empty {
+                None
+            } else {
+                self.forward(Class::Any, v)
+            }
+        });
+        for h in sent {
+            if self.sent.len() < MAX_SESSION {
+                self.sent.insert(h);
+            }
+        }
+        out
     }
 
     /// Pairs the values `c` returned at capture with those this side
@@ -330,17 +373,18 @@ impl SessionRemap {
                 let (Some(rv), Some(cv)) = (cell_value(col, r), cell_value(col, c)) else {
                     continue;
                 };
-                if rv != cv && self.sent.contains(&cv) {
+                if rv != cv && self.sent_before(&cv) {
                     // Sent before it was handed out: another value's twin.
                     continue;
                 }
-                changed |= self.local.learn(&cv, &rv, MAX_SESSION);
+                let cl = class(col.type_oid);
+                changed |= self.local.learn(cl, &cv, &rv, MAX_SESSION);
                 if rv == cv && self.shared().is_none() {
                     continue;
                 }
                 if let Some(s) = &self.shared {
                     if let Ok(mut m) = s.maps.write() {
-                        changed |= m.learn(&cv, &rv, MAX_GLOBAL);
+                        changed |= m.learn(cl, &cv, &rv, MAX_GLOBAL);
                         s.len.store(m.forward.len(), Ordering::Relaxed);
                     }
                 }
@@ -458,7 +502,7 @@ impl RowMap for StatementRows<'_> {
             let Some(v) = cell_value(col, cell) else {
                 continue;
             };
-            let Some(to) = self.map.reverse(&v) else {
+            let Some(to) = self.map.reverse(class(col.type_oid), &v) else {
                 continue;
             };
             let binary = col.format == 1 && kind(col.type_oid) != Some(Kind::Text);

@@ -158,7 +158,10 @@ fn unquote(body: &[u8]) -> Vec<u8> {
 
 /// `sql` with each literal `map` gives a value for replaced; `None` when
 /// nothing was. Returns the substitutions made.
-pub fn substitute(sql: &str, map: impl Fn(&Value) -> Option<Value>) -> Option<(String, u32)> {
+pub fn substitute(
+    sql: &str,
+    mut map: impl FnMut(&Value) -> Option<Value>,
+) -> Option<(String, u32)> {
     let b = sql.as_bytes();
     let mut out = Vec::with_capacity(b.len() + 16);
     let mut last = 0;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::value::row;
+use super::value::{Class, row};
 use super::*;
 use crate::replay::results::{Captured, Params};
 
@@ -142,7 +142,10 @@ fn table_columns_are_learnt_only_once_a_returning_clause_handed_them_out() {
         ..Default::default()
     };
     assert!(s.learn(&select, &kept(&[id], &[&[Some(b"1006")]])));
-    assert_eq!(s.forward(&Value::Int(6)), Some(Value::Int(1006)));
+    assert_eq!(
+        s.forward(Class::Any, &Value::Int(6)),
+        Some(Value::Int(1006))
+    );
 }
 
 #[test]
@@ -161,7 +164,7 @@ fn several_rows_pair_up_only_in_a_fixed_order() {
         s.learn(&returning(&["1", "2"]), &rows),
         "RETURNING keeps order"
     );
-    assert_eq!(s.forward(&Value::Int(1)), Some(Value::Int(2)));
+    assert_eq!(s.forward(Class::Any, &Value::Int(1)), Some(Value::Int(2)));
 }
 
 #[test]
@@ -174,7 +177,7 @@ fn global_mode_shares_a_sides_mappings_session_mode_does_not() {
     ] {
         let side = SideRemap::new(mode);
         let mut a = side.session();
-        let b = side.session();
+        let mut b = side.session();
         a.learn(
             &returning(&["5"]),
             &kept(std::slice::from_ref(&id), &[&[Some(b"1005")]]),
@@ -261,25 +264,36 @@ fn generators_are_learnt_from_any_column() {
 
 /// Regression: session ids raced on replay (3 → 2) while `org_id = 3` had
 /// been sent all along; mapping 3 turned every tenant-3 query into
-/// tenant 2's. A value sent before it was handed out is not mapped.
+/// tenant 2's. A value the session sent before it was handed out is not
+/// mapped, and an int4 tenant is not an int8 id.
 #[test]
 fn a_value_sent_before_it_was_handed_out_is_ambiguous_and_not_mapped() {
-    let side = SideRemap::new(Mode::Global);
+    let side = SideRemap::new(Mode::Session);
     let mut a = side.session();
-    let b = side.session();
-    // Another session of the side sent 3 (its tenant) and 50 (a LIMIT).
-    assert!(b.params(&update(&[b"3", b"50"], &[], &[23, 20])).is_none());
+    // The session sent 3 (its tenant) and 50 (a LIMIT).
+    assert!(a.params(&update(&[b"3", b"50"], &[], &[23, 20])).is_none());
     let id = col("session_id", 20, 16400, 0);
-    for (captured, replayed) in [("3", "2"), ("50", "51"), ("7", "8")] {
+    for (captured, replayed) in [("3", "2"), ("50", "51"), ("7", "8"), ("9", "10")] {
         a.learn(
             &returning(&[captured]),
             &kept(std::slice::from_ref(&id), &[&[Some(replayed.as_bytes())]]),
         );
     }
-    assert_eq!(a.forward(&Value::Int(3)), None);
-    assert_eq!(a.forward(&Value::Int(50)), None);
-    assert_eq!(a.forward(&Value::Int(7)), Some(Value::Int(8)));
-    // A timestamp parameter is never taken for an id.
+    assert_eq!(a.forward(Class::Any, &Value::Int(3)), None);
+    assert_eq!(a.forward(Class::Any, &Value::Int(50)), None);
+    assert_eq!(a.forward(Class::I8, &Value::Int(7)), Some(Value::Int(8)));
+    // A timestamp parameter is never taken for an id, nor an int4 for an int8.
     assert!(a.params(&update(&[b"7"], &[], &[1184])).is_none());
+    assert!(a.params(&update(&[b"7"], &[], &[23])).is_none());
     assert!(a.params(&update(&[b"7"], &[], &[20])).is_some());
+    assert!(
+        a.params(&update(&[b"9"], &[], &[0])).is_some(),
+        "untyped: any class"
+    );
+    // Another session's history is its own.
+    let mut b = side.session();
+    assert!(
+        b.params(&update(&[b"7"], &[], &[20])).is_none(),
+        "session scope"
+    );
 }

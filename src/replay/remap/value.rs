@@ -17,6 +17,59 @@ pub enum Value {
     Text(Box<[u8]>),
 }
 
+/// The family of a value: the int4 id 7 and the int8 id 7 are not one
+/// value (a tenant's int4 id and an int8 session id collide otherwise).
+/// `Any` (a literal, a parameter whose type the client left to the server)
+/// matches each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    I2,
+    I4,
+    I8,
+    Oid,
+    Xid,
+    Uuid,
+    Text,
+    Any,
+}
+
+impl Class {
+    /// Every class `Any` stands for, most common first.
+    pub const TYPED: [Class; 7] = [
+        Class::I8,
+        Class::I4,
+        Class::Oid,
+        Class::Text,
+        Class::Uuid,
+        Class::I2,
+        Class::Xid,
+    ];
+}
+
+/// The class of a type OID (`Any` for 0 and for types never mapped).
+pub fn class(type_oid: u32) -> Class {
+    match type_oid {
+        21 => Class::I2,
+        23 => Class::I4,
+        20 => Class::I8,
+        26 | 24 | 2205 | 2206 | 4089 | 4096 => Class::Oid,
+        28 | 5069 => Class::Xid,
+        2950 => Class::Uuid,
+        25 | 1043 | 1042 | 19 => Class::Text,
+        _ => Class::Any,
+    }
+}
+
+/// A hash of a value, whatever its class (a session's sent values).
+pub fn hash(v: &Value) -> u64 {
+    use xxhash_rust::xxh3::xxh3_64;
+    match v {
+        Value::Int(i) => xxh3_64(&i.to_le_bytes()),
+        Value::Uuid(u) => xxh3_64(u),
+        Value::Text(t) => xxh3_64(t) ^ 0x9e37_79b9_7f4a_7c15,
+    }
+}
+
 /// The kind of a type OID as far as the remapper cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
