@@ -37,7 +37,14 @@ fn a_verdict_mostly_noise_fails_on_coverage_and_every_format_shows_it() {
     let results = dir.path().join("results");
     let json = dir.path().join("verdict.json");
     let replay = |extra: &[&str]| -> i32 {
-        let mut e = vec!["--max-rate", "--report", json.to_str().unwrap()];
+        // Latency on a shared machine is no part of this test.
+        let mut e = vec![
+            "--max-rate",
+            "--fail-on",
+            "divergence",
+            "--report",
+            json.to_str().unwrap(),
+        ];
         e.extend_from_slice(extra);
         pgtape::replay::main(replay_args(&capture, &results, &b, Some(&c), &e)).unwrap()
     };
@@ -93,7 +100,15 @@ fn a_verdict_mostly_noise_fails_on_coverage_and_every_format_shows_it() {
         ),
     ] {
         let out = dir.path().join(format!("report.{format}"));
-        let code = report(&[r, "--format", format, "--out", out.to_str().unwrap()]);
+        let code = report(&[
+            r,
+            "--format",
+            format,
+            "--fail-on",
+            "divergence",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(code, 1, "{format}");
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.contains(figure), "{format} shows {figure:?}:\n{text}");
