@@ -20,7 +20,8 @@ pub mod exit {
     name = "pgtape",
     version,
     about = "Record PostgreSQL traffic at the wire level and replay it against a source and a target at once",
-    after_help = "Exit codes: 0 success (the migration passes), 1 a verdict failed (divergence or regression), \
+    after_help = "Exit codes: 0 success (the migration passes), 1 a verdict failed (divergence, regression \
+                  or coverage below --min-coverage), \
                   2 bad input or a runtime error."
 )]
 pub struct Cli {

@@ -237,7 +237,7 @@ t = pq.read_table(files)
 kinds = t.column("kind").to_pylist()
 assert t.schema.field("ts").type.tz == "UTC", t.schema.field("ts").type
 md = pq.read_metadata(files[0]).metadata
-assert md[b"pgtape.capture.version"] == b"1", md
+assert md[b"pgtape.capture.version"] == b"2", md
 n = duckdb.sql("SELECT count(*) FROM read_parquet('" + d + "/*.parquet') WHERE kind = 'statement' AND sqlstate IS NULL AND (sql LIKE 'BEGIN;%' OR sql LIKE 'END;%' OR sql LIKE 'UPDATE pgbench_%' OR sql LIKE 'SELECT abalance%' OR sql LIKE 'INSERT INTO pgbench_history%')").fetchall()[0][0]
 print(kinds.count("statement"), n)
 "#;
@@ -459,6 +459,8 @@ fn bad_files_are_named_and_the_others_still_load() {
                 result_bytes: 11,
                 error: None,
                 tx_status: b'I',
+                copy_in: None,
+                result_values: None,
             },
         )));
     }
@@ -528,6 +530,7 @@ fn regenerate_report_fixture() {
         upstream: "127.0.0.1:5432".into(),
         started_at_us: 1_714_564_800_000_000,
         params_redacted: false,
+        max_copy_bytes: pgtape::proxy::event::TapLimits::MAX_COPY_BYTES,
     };
     let synth = Synth {
         statements: 2000,

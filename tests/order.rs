@@ -362,6 +362,8 @@ fn a_lock_taken_in_another_order_on_replay_is_released_and_the_replay_ends() {
             result_bytes: 0,
             error: None,
             tx_status: tx,
+            copy_in: None,
+            result_values: None,
         }))
     };
     let connect = |session: u64| {

@@ -43,7 +43,12 @@ fn client_authenticates_with_trust_md5_scram_and_tls() {
                 (&*out.command_tag, out.rows(), out.error.as_ref()),
                 ("SELECT 1", 1, None)
             );
-            assert_eq!(&out.columns[..], &[("ssl".to_string(), 16)]);
+            let cols: Vec<(&str, u32)> = out
+                .columns
+                .iter()
+                .map(|c| (c.name.as_str(), c.type_oid))
+                .collect();
+            assert_eq!(cols, [("ssl", 16)]);
             c.terminate().await;
         });
         if auth != Auth::Trust {
@@ -120,7 +125,11 @@ fn named_statements_survive_discard_all_and_pages_sum() {
             (b"SELECT 3 AS a", &[("a", 23)]),
         ] {
             let out = c.simple(sql).await.unwrap();
-            let got: Vec<(&str, u32)> = out.columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+            let got: Vec<(&str, u32)> = out
+                .columns
+                .iter()
+                .map(|c| (c.name.as_str(), c.type_oid))
+                .collect();
             assert_eq!(got, want, "{}", String::from_utf8_lossy(sql));
         }
     });

@@ -94,6 +94,7 @@ fn report_json_of_the_results_fixture_is_stable() {
         "reasons",
         "settings",
         "counts",
+        "coverage",
         "latency",
         "fingerprints",
         "divergence_classes",

@@ -32,6 +32,7 @@ pub use recorder::{Recorder, RecorderConfig, RecorderStats};
 pub use schema::{CAPTURE_SCHEMA_VERSION, CaptureInfo, capture_schema, col};
 
 use crate::cli::parse_duration;
+use crate::proxy::event::TapLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -142,9 +143,21 @@ pub struct CaptureArgs {
     /// ... or at this age.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PGTAPE_ROTATE_INTERVAL")]
     pub rotate_interval: Duration,
-    /// Write parameter values as NULL (their types and lengths are kept).
+    /// Write parameter values as NULL (their types and lengths are kept), and
+    /// keep no COPY data and no result values.
     #[arg(long, env = "PGTAPE_REDACT_PARAMS")]
     pub redact_params: bool,
+    /// COPY FROM STDIN data kept per statement; a larger COPY is recorded
+    /// without its data and not replayed.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, env = "PGTAPE_MAX_COPY_BYTES")]
+    pub max_copy_bytes: u64,
+    /// Keep the values of results of at most this many rows (0: none), so
+    /// replay can map the ids and OIDs sessions send back.
+    #[arg(long, default_value_t = TapLimits::RESULT_ROWS, env = "PGTAPE_RESULT_VALUES_ROWS")]
+    pub result_values_rows: u64,
+    /// ... and at most this many bytes.
+    #[arg(long, default_value = "2KiB", value_parser = parse_size, env = "PGTAPE_RESULT_VALUES_BYTES")]
+    pub result_values_bytes: u64,
     /// Capacity of the queue between the sessions and the recorder, in events;
     /// when full, events are dropped and counted, never waited for.
     #[arg(long, default_value_t = 65_536, hide = true)]
@@ -162,6 +175,12 @@ impl CaptureArgs {
         cfg.rotate_size = self.rotate_size;
         cfg.rotate_interval = self.rotate_interval;
         cfg.redact_params = self.redact_params;
+        cfg.limits = TapLimits {
+            max_copy_bytes: self.max_copy_bytes,
+            result_rows: self.result_values_rows,
+            result_bytes: self.result_values_bytes as usize,
+            redact: self.redact_params,
+        };
         cfg.queue = self.capture_queue;
         cfg.slow_per_event = self.test_slow_recorder;
         Some(cfg)

@@ -21,7 +21,7 @@ use super::CaptureError;
 use super::convert::{convert_segment, leftover_segments};
 use super::live::RecorderLive;
 use super::schema::CaptureInfo;
-use crate::proxy::event::{TapCounters, TapSender, tap_channel};
+use crate::proxy::event::{TapCounters, TapLimits, TapSender, tap_channel};
 use worker::Worker;
 
 /// How the recorder batches, rotates and (for tests) misbehaves.
@@ -32,6 +32,10 @@ pub struct RecorderConfig {
     pub rotate_size: u64,
     pub rotate_interval: Duration,
     pub redact_params: bool,
+    /// COPY data and result values kept per statement (`--max-copy-bytes`,
+    /// `--result-values-rows`, `--result-values-bytes`); `redact` follows
+    /// `redact_params`.
+    pub limits: TapLimits,
     /// A batch is written when it has this many rows ...
     pub batch_rows: usize,
     /// ... or its first row is this old.
@@ -52,6 +56,7 @@ impl RecorderConfig {
             rotate_size: 128 << 20,
             rotate_interval: Duration::from_secs(60),
             redact_params: false,
+            limits: TapLimits::default(),
             batch_rows: 8192,
             batch_interval: Duration::from_millis(200),
             queue: 65_536,
@@ -110,8 +115,13 @@ impl Recorder {
             upstream: cfg.upstream.clone(),
             started_at_us: now_us(),
             params_redacted: cfg.redact_params,
+            max_copy_bytes: cfg.limits.max_copy_bytes,
         };
         let (sender, rx, counters) = tap_channel(cfg.queue.max(1));
+        let sender = sender.with_limits(TapLimits {
+            redact: cfg.redact_params,
+            ..cfg.limits
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let live = RecorderLive::new();
         live.files.store(files.len() as u64, Ordering::Relaxed);

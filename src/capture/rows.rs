@@ -9,8 +9,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, MapBuilder,
-    MapFieldNames, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    ArrayRef, BinaryBuilder, Int16Builder, Int32Builder, Int64Builder, LargeBinaryBuilder,
+    ListBuilder, MapBuilder, MapFieldNames, StringBuilder, TimestampMicrosecondBuilder,
+    UInt32Builder,
 };
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
@@ -19,7 +20,9 @@ use arrow::record_batch::RecordBatch;
 use super::fingerprint::Shape;
 use super::schema::CaptureInfo;
 use super::shape_cache::ShapeCache;
+use crate::proxy::event::CopyIn;
 use crate::proxy::event::{ConnectEvent, DisconnectEvent, StatementEvent, TapEvent};
+use crate::wire::frame::{Direction, Frames};
 use crate::wire::messages::{decode_oids, parse_bind};
 
 fn list<B: arrow::array::ArrayBuilder>(b: B, item: DataType, nullable: bool) -> ListBuilder<B> {
@@ -65,6 +68,9 @@ pub struct RowsBuilder {
     startup_params: MapBuilder<StringBuilder, StringBuilder>,
     protocol_version: StringBuilder,
     disconnect_reason: StringBuilder,
+    copy_data: ListBuilder<LargeBinaryBuilder>,
+    copy_bytes: Int64Builder,
+    result_values: ListBuilder<BinaryBuilder>,
 }
 
 impl RowsBuilder {
@@ -117,6 +123,9 @@ impl RowsBuilder {
             ),
             protocol_version: StringBuilder::new(),
             disconnect_reason: StringBuilder::new(),
+            copy_data: list(LargeBinaryBuilder::new(), LargeBinary, false),
+            copy_bytes: Int64Builder::new(),
+            result_values: list(BinaryBuilder::new(), Binary, false),
         }
     }
 
@@ -162,6 +171,9 @@ impl RowsBuilder {
         self.sqlstate.append_null();
         self.error_message.append_null();
         self.tx_status.append_null();
+        self.copy_data.append_null();
+        self.copy_bytes.append_null();
+        self.result_values.append_null();
     }
 
     fn nulls_connect(&mut self) {
@@ -271,9 +283,42 @@ impl RowsBuilder {
         let mut tx = [0u8; 4];
         self.tx_status
             .append_value(char::from(s.tx_status).encode_utf8(&mut tx));
+        self.copy(s.copy_in.as_deref());
+        match &s.result_values {
+            Some(v) if !v.is_empty() && !self.redact_params => {
+                for (_, body) in frames(v) {
+                    self.result_values.values().append_value(body);
+                }
+                self.result_values.append(true);
+            }
+            _ => self.result_values.append_null(),
+        }
         self.nulls_connect();
         self.disconnect_reason.append_null();
         sh
+    }
+
+    /// `copy_data` items are the messages as sent without their length: the
+    /// type byte (`d`, `c`, `f`) then the body. NULL when not kept.
+    fn copy(&mut self, c: Option<&CopyIn>) {
+        let Some(c) = c else {
+            self.copy_data.append_null();
+            self.copy_bytes.append_null();
+            return;
+        };
+        self.copy_bytes.append_value(c.bytes as i64);
+        if c.over_limit || self.redact_params {
+            self.copy_data.append_null();
+            return;
+        }
+        let mut item = Vec::new();
+        for (tag, body) in frames(&c.frames) {
+            item.clear();
+            item.push(tag);
+            item.extend_from_slice(body);
+            self.copy_data.values().append_value(&item);
+        }
+        self.copy_data.append(true);
     }
 
     /// The rows pushed since the last call, as one batch.
@@ -312,7 +357,16 @@ impl RowsBuilder {
             Arc::new(self.startup_params.finish()),
             Arc::new(self.protocol_version.finish()),
             Arc::new(self.disconnect_reason.finish()),
+            Arc::new(self.copy_data.finish()),
+            Arc::new(self.copy_bytes.finish()),
+            Arc::new(self.result_values.finish()),
         ];
         RecordBatch::try_new(self.schema.clone(), cols)
     }
+}
+
+/// The frames the tap kept (COPY messages, DataRows), as (type, body).
+fn frames(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    // Frames of the tap's own making: whole, and within the message limit.
+    Frames::new(buf, Direction::Backend, usize::MAX).map_while(Result::ok)
 }

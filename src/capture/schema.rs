@@ -11,8 +11,10 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
-/// Version of the capture schema written by this build.
-pub const CAPTURE_SCHEMA_VERSION: u32 = 1;
+/// Version of the capture schema written by this build. 2 added `copy_data`,
+/// `copy_bytes` and `result_values` (a replay of a version-1 capture skips
+/// its COPY FROM STDIN statements and maps no values).
+pub const CAPTURE_SCHEMA_VERSION: u32 = 2;
 
 /// Key-value metadata keys (Arrow schema metadata and Parquet footer).
 pub mod meta {
@@ -30,6 +32,8 @@ pub mod meta {
     /// `true` when the segment was converted after a crash (torn tail cut).
     pub const RECOVERED: &str = "pgtape.capture.recovered";
     pub const REDACTED: &str = "pgtape.capture.params_redacted";
+    /// `--max-copy-bytes` of the run (COPY data above it was not kept).
+    pub const MAX_COPY_BYTES: &str = "pgtape.capture.max_copy_bytes";
 }
 
 /// Column names, so readers never spell them twice.
@@ -66,6 +70,9 @@ pub mod col {
     pub const STARTUP_PARAMS: &str = "startup_params";
     pub const PROTOCOL_VERSION: &str = "protocol_version";
     pub const DISCONNECT_REASON: &str = "disconnect_reason";
+    pub const COPY_DATA: &str = "copy_data";
+    pub const COPY_BYTES: &str = "copy_bytes";
+    pub const RESULT_VALUES: &str = "result_values";
 }
 
 /// Text columns worth dictionary-encoding in Parquet: few distinct values,
@@ -153,6 +160,11 @@ fn fields() -> Vec<Field> {
         Field::new(col::STARTUP_PARAMS, startup_params_type(), true),
         Field::new(col::PROTOCOL_VERSION, Utf8, true),
         Field::new(col::DISCONNECT_REASON, Utf8, true),
+        // Large offsets: one statement's COPY may pass 2 GiB with a raised
+        // --max-copy-bytes, and a batch holds several.
+        list_of(col::COPY_DATA, LargeBinary, false),
+        Field::new(col::COPY_BYTES, Int64, true),
+        list_of(col::RESULT_VALUES, Binary, false),
     ]
 }
 
@@ -172,6 +184,7 @@ pub struct CaptureInfo {
     /// UTC microseconds since the epoch.
     pub started_at_us: i64,
     pub params_redacted: bool,
+    pub max_copy_bytes: u64,
 }
 
 impl CaptureInfo {
@@ -187,6 +200,7 @@ impl CaptureInfo {
             (meta::UPSTREAM.into(), self.upstream.clone()),
             (meta::STARTED_AT.into(), rfc3339_us(self.started_at_us)),
             (meta::REDACTED.into(), self.params_redacted.to_string()),
+            (meta::MAX_COPY_BYTES.into(), self.max_copy_bytes.to_string()),
         ])
     }
 

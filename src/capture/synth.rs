@@ -200,6 +200,8 @@ pub fn events(s: &Synth) -> impl Iterator<Item = TapEvent> + use<> {
             result_bytes: rows * 23,
             error,
             tx_status: if shape == 5 { b'T' } else { b'I' },
+            copy_in: None,
+            result_values: None,
         })))
     });
     connects.chain(stmts).chain(disconnects)

@@ -51,13 +51,11 @@ pub fn details(path: &Path, keys: &HashSet<Key>) -> Result<HashMap<Key, Detail>,
     if keys.is_empty() {
         return Ok(out);
     }
-    // Every column but those added since the first results files (the
-    // replayer's delay, the wait for order), which no detail shows.
+    // Every column (older files lack some; `scan` leaves those out).
     let names: Vec<String> = crate::replay::results::results_schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
-        .filter(|n| !col::ADDED.contains(&n.as_str()))
         .collect();
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
     scan(path, &all, |b| {
@@ -81,6 +79,10 @@ pub fn details(path: &Path, keys: &HashSet<Key>) -> Result<HashMap<Key, Detail>,
             let names = list(col::COLUMN_NAMES);
             let types = list(col::COLUMN_TYPES);
             let (names, types) = (names.as_string::<i32>(), types.as_primitive::<UInt32Type>());
+            let type_names = b
+                .column_by_name(col::COLUMN_TYPE_NAMES)
+                .map(|c| c.as_list::<i32>().value(i));
+            let type_names = type_names.as_ref().map(|a| a.as_string::<i32>());
             let captured_sqlstate = opt_str(strc(col::CAPTURED_SQLSTATE), i);
             let captured_dur = i64c(col::CAPTURED_DURATION_US).value(i);
             out.insert(
@@ -119,6 +121,7 @@ pub fn details(path: &Path, keys: &HashSet<Key>) -> Result<HashMap<Key, Detail>,
                             .map(|j| Column {
                                 name: names.value(j).to_string(),
                                 type_oid: types.value(j),
+                                type_name: type_names.and_then(|a| opt_str(a, j)),
                             })
                             .collect(),
                         sqlstate: opt_str(strc(col::SQLSTATE), i),

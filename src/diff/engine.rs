@@ -17,6 +17,8 @@ pub struct Joined {
     pub target: SideAcc,
     pub pairs: u64,
     pub not_replayed: u64,
+    /// Not-replayed pairs per fingerprint, with its normalised SQL.
+    pub not_replayed_by_fp: BTreeMap<i64, (u64, String)>,
     pub unmatched_source: u64,
     pub unmatched_target: u64,
 }
@@ -26,6 +28,13 @@ impl Joined {
         self.pairs += 1;
         if s.outcome.status == Status::NotReplayed || t.outcome.status == Status::NotReplayed {
             self.not_replayed += 1;
+            self.not_replayed_by_fp
+                .entry(s.fingerprint)
+                .or_insert_with(|| {
+                    let sql = normalized.get(&s.fingerprint).cloned().unwrap_or_default();
+                    (0, sql)
+                })
+                .0 += 1;
             return;
         }
         let acc = self.fingerprints.entry(s.fingerprint).or_insert_with(|| {

@@ -288,6 +288,7 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
             ordered_hash: s.captured.oh,
             unordered_hash: s.captured.uh,
             sqlstate: s.captured.error.map(|e| e.0.into()),
+            ..Default::default()
         });
         for (w, side, r) in [
             (&mut src, "source", &s.source),
@@ -315,8 +316,17 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
                 ordered_hash: r.oh,
                 unordered_hash: r.uh,
                 result_bytes: r.rows * 20,
-                columns: r.cols.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+                columns: r
+                    .cols
+                    .iter()
+                    .map(|(n, t)| crate::replay::client::Column {
+                        name: n.to_string(),
+                        type_oid: *t,
+                        ..Default::default()
+                    })
+                    .collect(),
                 error: r.error.map(|(c, m)| (c.into(), m.into())),
+                remapped: 0,
             })?;
         }
     }

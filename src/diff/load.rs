@@ -119,6 +119,10 @@ impl ResultsDir {
     }
 }
 
+/// Columns that results files of an earlier schema version lack: read
+/// when present.
+const OPTIONAL_COLUMNS: &[&str] = &[col::DELAY_US, col::COLUMN_TYPE_NAMES, col::REMAPPED];
+
 const JOIN_COLUMNS: &[&str] = &[
     col::SESSION_ID,
     col::SEQ,
@@ -139,10 +143,12 @@ const JOIN_COLUMNS: &[&str] = &[
     col::UNORDERED_HASH,
     col::COLUMN_NAMES,
     col::COLUMN_TYPES,
+    col::COLUMN_TYPE_NAMES,
     col::SQLSTATE,
 ];
 
-/// Reads `path` a batch at a time with only `columns`, calling `f` per batch.
+/// Reads `path` a batch at a time with only `columns`, calling `f` per
+/// batch; of [`OPTIONAL_COLUMNS`], those the file lacks are left out.
 pub(super) fn scan(
     path: &Path,
     columns: &[&str],
@@ -162,10 +168,16 @@ pub(super) fn scan(
         .filter(|(_, fl)| columns.contains(&fl.name().as_str()))
         .map(|(i, _)| i)
         .collect();
-    if idx.len() != columns.len() {
+    let missing: Vec<&str> = columns
+        .iter()
+        .filter(|c| !OPTIONAL_COLUMNS.contains(c))
+        .filter(|c| b.schema().field_with_name(c).is_err())
+        .copied()
+        .collect();
+    if !missing.is_empty() {
         return Err(DiffError::Schema {
             path: path.to_path_buf(),
-            why: "columns are missing".into(),
+            why: format!("columns are missing: {}", missing.join(", ")),
         });
     }
     let mask = ProjectionMask::roots(b.parquet_schema(), idx);
@@ -182,6 +194,29 @@ pub(super) fn scan(
         f(&batch)?;
     }
     Ok(())
+}
+
+/// A column's type as the diff compares it: a user-defined type (OID from
+/// 16384) by its schema-qualified name, which is the same on both sides
+/// when the type is, whatever OID each side gave it; a built-in type by
+/// its OID, the same on every server. A user type whose name is unknown
+/// (results of schema version 1) falls back to its OID.
+fn column_type(out: &mut Vec<u8>, oid: u32, name: Option<&str>) {
+    match name {
+        Some(n) if oid >= crate::replay::client::FIRST_USER_OID => {
+            out.push(b'n');
+            out.extend_from_slice(n.as_bytes());
+            out.push(0);
+        }
+        _ => {
+            out.push(b'o');
+            out.extend_from_slice(&oid.to_be_bytes());
+        }
+    }
+}
+
+fn opt_str_ref(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
+    (i < a.len() && !a.is_null(i)).then(|| a.value(i))
 }
 
 fn status(s: &str) -> Status {
@@ -238,15 +273,21 @@ pub fn read_side(path: &Path, mut f: impl FnMut(SideRow)) -> Result<(), DiffErro
             .column_by_name(col::COLUMN_TYPES)
             .unwrap()
             .as_list::<i32>();
+        let type_names = b
+            .column_by_name(col::COLUMN_TYPE_NAMES)
+            .map(|c| c.as_list::<i32>());
+        let mut cols = Vec::new();
         for i in 0..b.num_rows() {
-            let mut cols = Vec::new();
+            cols.clear();
             let n = names.value(i);
             let t = types.value(i);
             let (n, t) = (n.as_string::<i32>(), t.as_primitive::<UInt32Type>());
+            let tn = type_names.map(|l| l.value(i));
+            let tn = tn.as_ref().map(|a| a.as_string::<i32>());
             for j in 0..n.len() {
                 cols.extend_from_slice(n.value(j).as_bytes());
                 cols.push(0);
-                cols.extend_from_slice(&t.value(j).to_be_bytes());
+                column_type(&mut cols, t.value(j), tn.and_then(|a| opt_str_ref(a, j)));
             }
             let captured_sqlstate = opt_str(cstate, i);
             f(SideRow {

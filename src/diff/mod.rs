@@ -7,6 +7,7 @@
 //! - [`engine`]: the hash join on (session_id, seq, clone).
 //! - [`classify`]: divergence classes and ORDER BY detection.
 //! - [`noise`]: per-fingerprint accounting and noise cancellation (Diffy's rule).
+//! - [`coverage`]: the share of the traffic the verdict compared (`--min-coverage`).
 //! - [`latency`]: HdrHistogram per fingerprint per side, latency classes, charts.
 //! - [`evidence`]: `--show-rows`, the first differing rows of a re-run.
 //! - [`verdict`]: groups, examples, sorting, exit code.
@@ -14,6 +15,7 @@
 //! - [`fixture`]: the deterministic results directory behind the report tests.
 
 pub mod classify;
+pub mod coverage;
 pub mod detail;
 pub mod engine;
 pub mod evidence;
@@ -134,6 +136,10 @@ pub struct DiffArgs {
     /// Example statements kept per divergence class and fingerprint.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub examples: usize,
+    /// Fail the verdict when less than this percent of the statements were
+    /// compared (the rest noise, not replayed or unmatched); 0 turns it off.
+    #[arg(long, default_value = "95", value_name = "PERCENT", value_parser = coverage::parse_percent)]
+    pub min_coverage: f64,
 }
 
 impl Default for DiffArgs {
@@ -154,6 +160,8 @@ pub struct DiffConfig {
     pub noise_relative: f64,
     pub noise_absolute: f64,
     pub examples: usize,
+    /// Percent of statements compared below which the verdict fails (0: off).
+    pub min_coverage: f64,
 }
 
 impl Default for DiffConfig {
@@ -168,6 +176,9 @@ impl Default for DiffConfig {
             noise_relative: 2.0,
             noise_absolute: 0.05,
             examples: 3,
+            // A verdict that set aside more than one statement in twenty
+            // says too little about the traffic to pass a migration.
+            min_coverage: 95.0,
         }
     }
 }
@@ -184,6 +195,7 @@ impl From<DiffConfig> for DiffArgs {
             noise_relative: c.noise_relative,
             noise_absolute: c.noise_absolute,
             examples: c.examples,
+            min_coverage: c.min_coverage,
         }
     }
 }
@@ -226,6 +238,7 @@ impl DiffArgs {
             noise_relative: self.noise_relative,
             noise_absolute: self.noise_absolute,
             examples: self.examples,
+            min_coverage: self.min_coverage,
         })
     }
 }

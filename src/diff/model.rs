@@ -22,6 +22,8 @@ pub struct Verdict {
     pub reasons: Vec<String>,
     pub settings: Settings,
     pub counts: Counts,
+    /// How much of the traffic the verdict compared (`--min-coverage`).
+    pub coverage: Coverage,
     pub latency: OverallLatency,
     /// Fingerprints sorted by regression (highest latency ratio first;
     /// those that cannot be evaluated last).
@@ -44,6 +46,45 @@ pub struct Settings {
     pub noise_relative: f64,
     pub noise_absolute: f64,
     pub show_rows: usize,
+    /// `--min-coverage`, percent (0: not checked).
+    pub min_coverage: f64,
+}
+
+/// The share of statements the verdict compared. Every statement pair is
+/// compared (identical, benign order or divergent), set aside as noise, or
+/// not replayed on a side; unmatched statements are on one side only. A
+/// verdict is only as strong as the share it compared.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Coverage {
+    /// `compared` over `total`, percent (0 when there is nothing at all).
+    pub percent: f64,
+    /// Pairs compared: identical, benign order or divergent.
+    pub compared: u64,
+    /// Pairs plus statements unmatched on either side.
+    pub total: u64,
+    pub noise: u64,
+    pub not_replayed: u64,
+    pub unmatched: u64,
+    /// `--min-coverage`, percent (0: not checked).
+    pub min_percent: f64,
+    /// Below `min_percent`: the verdict fails when it gates on divergence.
+    pub below_min: bool,
+    /// Fingerprints of which the verdict compared less than half: mostly
+    /// noise or not replayed, the queries it could not judge. Most
+    /// uncompared first.
+    pub unjudged: Vec<Unjudged>,
+}
+
+/// A fingerprint the verdict could not judge.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Unjudged {
+    pub fingerprint: String,
+    pub normalized_sql: String,
+    pub pairs: u64,
+    pub compared: u64,
+    pub noise: u64,
+    pub not_replayed: u64,
+    pub percent: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -103,6 +144,11 @@ pub struct FingerprintLatency {
     pub class: String,
     pub divergences: u64,
     pub noise: u64,
+    /// Pairs of the fingerprint, those compared (identical, benign order
+    /// or divergent) and those not replayed on a side.
+    pub pairs: u64,
+    pub compared: u64,
+    pub not_replayed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -158,6 +204,10 @@ pub struct SideSummary {
 pub struct Column {
     pub name: String,
     pub type_oid: u32,
+    /// A user-defined type's schema-qualified name (results version 2),
+    /// which the diff compares instead of the OID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub type_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

@@ -81,6 +81,7 @@ pub fn build(results_dir: String, j: &Joined, cfg: &DiffConfig, d: &Details) -> 
         counts.noise += acc.noise;
         counts.divergences += diverged;
         counts.divergent_fingerprints += u64::from(diverged > 0);
+        let not_replayed = j.not_replayed_by_fp.get(fp).map_or(0, |n| n.0);
         fingerprints.push(FingerprintLatency {
             fingerprint: hex(*fp),
             normalized_sql: acc.normalized_sql.clone(),
@@ -91,6 +92,9 @@ pub fn build(results_dir: String, j: &Joined, cfg: &DiffConfig, d: &Details) -> 
             class: class.as_str().into(),
             divergences: diverged,
             noise: acc.noise,
+            pairs: acc.pairs + not_replayed,
+            compared: acc.identical + acc.benign_order + diverged,
+            not_replayed,
         });
         for (c, (n, keys)) in &acc.candidates {
             divergences.push(DivergenceGroup {
@@ -200,8 +204,10 @@ pub fn build(results_dir: String, j: &Joined, cfg: &DiffConfig, d: &Details) -> 
             noise_relative: cfg.noise_relative,
             noise_absolute: cfg.noise_absolute,
             show_rows: cfg.show_rows,
+            min_coverage: cfg.min_coverage,
         },
         counts,
+        coverage: Default::default(),
         latency,
         fingerprints,
         divergence_classes,
@@ -209,6 +215,13 @@ pub fn build(results_dir: String, j: &Joined, cfg: &DiffConfig, d: &Details) -> 
         noise,
         charts,
     };
+    let not_replayed_only: super::coverage::NotReplayedOnly = j
+        .not_replayed_by_fp
+        .iter()
+        .filter(|(fp, _)| !j.fingerprints.contains_key(fp))
+        .map(|(fp, n)| (hex(*fp), n.clone()))
+        .collect();
+    super::coverage::assess(&mut v, Some(&not_replayed_only));
     decide(&mut v, &cfg.fail_on);
     v
 }
@@ -261,6 +274,7 @@ pub fn settle_transient(v: &mut Verdict, fail_on: &[FailOn]) {
             .find(|f| f.fingerprint == g.fingerprint)
         {
             f.divergences -= g.count;
+            f.compared -= g.count;
             f.noise += g.count;
         }
         v.noise.push(NoiseGroup {
@@ -284,6 +298,7 @@ pub fn settle_transient(v: &mut Verdict, fail_on: &[FailOn]) {
     fps.sort_unstable();
     fps.dedup();
     v.counts.divergent_fingerprints = fps.len() as u64;
+    super::coverage::assess(v, None);
     decide(v, fail_on);
 }
 
@@ -309,16 +324,16 @@ pub fn decide(v: &mut Verdict, fail_on: &[FailOn]) {
     } else {
         reasons.push("no latency regression over the threshold".into());
     }
+    if v.coverage.below_min {
+        // Coverage qualifies the comparison of results: it fails a gate on
+        // divergence, not one on latency alone.
+        failed |= fail_on.contains(&FailOn::Divergence);
+    }
+    reasons.push(super::coverage::reason(&v.coverage));
     if c.noise > 0 {
         reasons.push(format!(
             "{} difference(s) counted as noise (non-deterministic statements)",
             c.noise
-        ));
-    }
-    if c.unmatched_source + c.unmatched_target + c.not_replayed > 0 {
-        reasons.push(format!(
-            "{} statement(s) not compared (not replayed or missing on one side)",
-            c.unmatched_source + c.unmatched_target + c.not_replayed
         ));
     }
     v.passed = !failed;

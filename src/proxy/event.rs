@@ -82,6 +82,61 @@ pub struct StatementEvent {
     pub error: Option<(Bytes, Bytes)>,
     /// Transaction status from the ReadyForQuery that followed: `I`, `T` or `E`.
     pub tx_status: u8,
+    /// COPY FROM STDIN: what the client streamed for this statement; `None`
+    /// when it streamed nothing (not a COPY FROM STDIN, or one that failed
+    /// before the server asked for data).
+    pub copy_in: Option<Box<CopyIn>>,
+    /// The DataRow frames (headers included) of a small result, within
+    /// [`TapLimits`]; `None` when the result was larger or there is no
+    /// recorder. Replay learns from them which values a session got back.
+    pub result_values: Option<Vec<u8>>,
+}
+
+/// The COPY messages a client sent for one statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyIn {
+    /// CopyData, CopyDone and CopyFail frames as sent (headers included), in
+    /// order; empty when `over_limit`. A Query with several COPY FROM STDIN
+    /// holds each one's messages in turn, each ended by its CopyDone or CopyFail.
+    pub frames: Vec<u8>,
+    /// Bytes of CopyData payload the client sent (counted past the limit too).
+    pub bytes: u64,
+    /// The data passed [`TapLimits::max_copy_bytes`] and was not kept.
+    pub over_limit: bool,
+}
+
+/// What the tap keeps of a statement besides its shape, set by the recorder
+/// (`--max-copy-bytes`, `--redact-params`) and read by every session's tap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapLimits {
+    /// COPY FROM STDIN data kept per statement at most.
+    pub max_copy_bytes: u64,
+    /// Results of at most this many rows ...
+    pub result_rows: u64,
+    /// ... and this many bytes of DataRow bodies keep their values.
+    pub result_bytes: usize,
+    /// Keep no values at all (COPY data, result values): `--redact-params`.
+    pub redact: bool,
+}
+
+impl TapLimits {
+    /// `--max-copy-bytes` default: a COPY of a few hundred thousand rows.
+    pub const MAX_COPY_BYTES: u64 = 64 << 20;
+    /// Result values are kept for results of up to 16 rows ...
+    pub const RESULT_ROWS: u64 = 16;
+    /// ... and 2 KiB: enough for ids, OIDs and psql's catalog lookups.
+    pub const RESULT_BYTES: usize = 2048;
+}
+
+impl Default for TapLimits {
+    fn default() -> Self {
+        TapLimits {
+            max_copy_bytes: Self::MAX_COPY_BYTES,
+            result_rows: Self::RESULT_ROWS,
+            result_bytes: Self::RESULT_BYTES,
+            redact: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +182,7 @@ pub struct TapCounters {
 pub struct TapSender {
     tx: SyncSender<TapEvent>,
     counters: Arc<TapCounters>,
+    limits: TapLimits,
 }
 
 impl TapSender {
@@ -148,6 +204,16 @@ impl TapSender {
     pub fn counters(&self) -> &Arc<TapCounters> {
         &self.counters
     }
+
+    pub fn limits(&self) -> TapLimits {
+        self.limits
+    }
+
+    /// The same channel, keeping statements' values within `limits`.
+    pub fn with_limits(mut self, limits: TapLimits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 /// A bounded tap channel of `capacity` events.
@@ -158,6 +224,7 @@ pub fn tap_channel(capacity: usize) -> (TapSender, Receiver<TapEvent>, Arc<TapCo
         TapSender {
             tx,
             counters: counters.clone(),
+            limits: TapLimits::default(),
         },
         rx,
         counters,

@@ -224,4 +224,6 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
 }
 
 #[cfg(test)]
+mod tap_copy_tests;
+#[cfg(test)]
 mod tap_tests;

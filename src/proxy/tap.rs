@@ -16,10 +16,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::admin::SessionEntry;
-use super::event::{ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent, TapSender};
+use super::event::{
+    ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent, TapLimits, TapSender,
+};
 use crate::wire::messages as msg;
 
 mod backend;
+mod copy;
 
 /// A statement the server has (or is about to have) prepared.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +69,14 @@ pub struct Tap {
     ignoring_until_sync: bool,
     connect: Option<ConnectEvent>,
     ready: bool,
+    /// What statements keep besides their shape; `None` without a recorder.
+    limits: Option<TapLimits>,
+    /// The server is in copy-in mode for an Execute: it ignores Sync until
+    /// the client's CopyDone or CopyFail (see [`copy`]).
+    copy_in_open: bool,
+    /// DataRows of the front Query counted up to its last CommandComplete:
+    /// each statement of a Query counts its own rows.
+    rows_mark: u64,
     /// Statements seen (sent or not), for the session listing and metrics.
     pub statements_seen: u64,
     metrics: Option<Arc<crate::metrics::proxy::ProxyMetrics>>,
@@ -74,6 +85,7 @@ pub struct Tap {
 
 impl Tap {
     pub fn new(session_id: u64, sender: Option<TapSender>, connect: ConnectEvent) -> Self {
+        let limits = sender.as_ref().map(TapSender::limits);
         Tap {
             session_id,
             sender,
@@ -86,6 +98,9 @@ impl Tap {
             ignoring_until_sync: false,
             connect: Some(connect),
             ready: false,
+            limits,
+            copy_in_open: false,
+            rows_mark: 0,
             statements_seen: 0,
             metrics: None,
             entry: None,
@@ -129,6 +144,12 @@ impl Tap {
             result_bytes: 0,
             error: None,
             tx_status: b'I',
+            copy_in: None,
+            // Kept only while the result stays small (and with a recorder).
+            result_values: self
+                .limits
+                .filter(|l| !l.redact && l.result_rows > 0)
+                .map(|_| Vec::new()),
         })
     }
 
@@ -216,12 +237,17 @@ impl Tap {
                 self.queue.push_back(Expect::Close);
             }
             b'S' => {
+                if self.copy_in_open {
+                    // Ignored by a server in copy-in mode: no reply to expect.
+                    return;
+                }
                 self.ignoring_until_sync = false;
                 self.queue.push_back(Expect::Sync);
             }
+            b'd' | b'c' | b'f' => self.copy_message(tag, body),
             b'F' => self.queue.push_back(Expect::FunctionCall),
-            // Flush, Terminate, CopyData/Done/Fail, passwords and unknown types
-            // expect no reply of their own.
+            // Flush, Terminate, passwords and unknown types expect no reply
+            // of their own.
             _ => {}
         }
     }

@@ -7,13 +7,13 @@ use postgres_protocol::message::frontend;
 use super::event::{ConnectEvent, StatementEvent, TapEvent, tap_channel};
 use super::tap::Tap;
 
-fn body(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
+pub(super) fn body(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
     let mut b = BytesMut::new();
     f(&mut b);
     b[5..].to_vec()
 }
 
-fn ready_tap() -> (Tap, std::sync::mpsc::Receiver<TapEvent>) {
+pub(super) fn ready_tap() -> (Tap, std::sync::mpsc::Receiver<TapEvent>) {
     let (tx, rx, _) = tap_channel(1024);
     let connect = ConnectEvent {
         session_id: 7,
@@ -31,11 +31,11 @@ fn ready_tap() -> (Tap, std::sync::mpsc::Receiver<TapEvent>) {
     (tap, rx)
 }
 
-fn parse(name: &str, sql: &str) -> Vec<u8> {
+pub(super) fn parse(name: &str, sql: &str) -> Vec<u8> {
     body(|b| frontend::parse(name, sql, [], b).unwrap())
 }
 
-fn bind(portal: &str, stmt: &str) -> Vec<u8> {
+pub(super) fn bind(portal: &str, stmt: &str) -> Vec<u8> {
     body(|b| {
         frontend::bind(
             portal,
@@ -51,16 +51,16 @@ fn bind(portal: &str, stmt: &str) -> Vec<u8> {
     })
 }
 
-fn execute(portal: &str, max: i32) -> Vec<u8> {
+pub(super) fn execute(portal: &str, max: i32) -> Vec<u8> {
     body(|b| frontend::execute(portal, max, b).unwrap())
 }
 
-fn error(code: &str) -> Vec<u8> {
+pub(super) fn error(code: &str) -> Vec<u8> {
     let f = crate::wire::messages::error_response("ERROR", code, "boom");
     f[5..].to_vec()
 }
 
-fn drain(rx: &std::sync::mpsc::Receiver<TapEvent>) -> Vec<StatementEvent> {
+pub(super) fn drain(rx: &std::sync::mpsc::Receiver<TapEvent>) -> Vec<StatementEvent> {
     rx.try_iter()
         .filter_map(|e| match e {
             TapEvent::Statement(s) => Some(*s),

@@ -103,6 +103,12 @@ pub struct ReplayArgs {
     /// Also write the verdict to this file: .html, .json, .md, or a text table.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Map values a session got back (ids, OIDs) to the side's own where it
+    /// sends them again: within a session (default: deterministic on both
+    /// sides), across a side's sessions too (pooled apps hand values between
+    /// connections; races can mis-map), or not at all.
+    #[arg(long, value_enum, default_value_t = super::remap::Mode::Session, env = "PGTAPE_REMAP")]
+    pub remap: super::remap::Mode,
     #[command(flatten)]
     pub diff: crate::diff::DiffArgs,
 }
@@ -130,6 +136,7 @@ pub struct ReplayConfig {
     pub shutdown_grace: std::time::Duration,
     pub user_map: Vec<(String, String)>,
     pub metrics: Option<std::net::SocketAddr>,
+    pub remap: super::remap::Mode,
 }
 
 impl ReplayConfig {
@@ -201,6 +208,7 @@ impl ReplayConfig {
             shutdown_grace: a.shutdown_grace,
             user_map,
             metrics: a.metrics,
+            remap: a.remap,
         })
     }
 }

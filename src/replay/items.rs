@@ -42,6 +42,10 @@ const ITEM_COLUMNS: &[&str] = &[
     col::USER,
     col::APPLICATION_NAME,
     col::STARTUP_PARAMS,
+    // Version 2 (absent from older files: see `fidelity`).
+    col::COPY_DATA,
+    col::COPY_BYTES,
+    col::RESULT_VALUES,
 ];
 
 struct FingerprintText {
@@ -160,6 +164,12 @@ impl Items {
         let user = c(col::USER).as_string::<i32>();
         let app = c(col::APPLICATION_NAME).as_string::<i32>();
         let startup = c(col::STARTUP_PARAMS).as_map();
+        let limit = b
+            .schema()
+            .metadata()
+            .get(crate::capture::schema::meta::MAX_COPY_BYTES)
+            .and_then(|v| v.parse().ok());
+        let kept = super::fidelity::Columns::new(b, limit);
         let opt_str = |a: &arrow::array::StringArray, i: usize| {
             (!a.is_null(i)).then(|| a.value(i).to_string())
         };
@@ -271,6 +281,11 @@ impl Items {
                         ordered_hash: if oh.is_null(i) { 0 } else { oh.value(i) },
                         unordered_hash: if uh.is_null(i) { 0 } else { uh.value(i) },
                         sqlstate: self.words.get(state, i),
+                        copy_in: kept.copy_in(i),
+                        result_values: kept
+                            .result_values(i)
+                            .map(Params::from_array)
+                            .unwrap_or_default(),
                     };
                     let named = !name.is_null(i) && !name.value(i).is_empty();
                     out.push(Item::Statement {

@@ -9,6 +9,9 @@
 //! - [`order`]: the order of effects across sessions (`--order commit`).
 //! - [`tables`]: which tables a statement uses, from its SQL and the source's catalog.
 //! - [`watchdog`]: breaks waits for order the replay itself made impossible.
+//! - [`fidelity`]: what a capture keeps beyond a statement's shape (COPY data, result values).
+//! - [`exec`]: one statement on one connection, with its COPY data and mapped values (the worker's one call).
+//! - [`remap`]: values a session got back and sends again, mapped per side.
 //! - [`timer`]: the replay clock and the precise timer behind it.
 //! - [`worker`]: one replayed session on one side (or both, in lockstep).
 //! - [`results`]: the per-side result files (Parquet) the diff joins.
@@ -21,11 +24,14 @@ pub mod args;
 pub mod client;
 pub mod conn_opts;
 pub mod dispatch;
+pub mod exec;
+pub mod fidelity;
 pub mod items;
 pub mod order;
 pub mod plan;
 pub mod progress;
 pub mod queue;
+pub mod remap;
 pub mod results;
 pub mod run;
 pub mod spool;

@@ -7,19 +7,19 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{
-    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanBuilder, Int16Builder, Int32Builder,
-    Int64Builder, ListBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-    UInt32Builder,
-};
+use arrow::array::{Array, BinaryArray};
 use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+mod batch;
 mod writer;
+pub use batch::to_batch;
 pub use writer::{ResultWriter, ResultsError};
 
 /// Version of the results schema, in each file's `pgtape.results.version`.
-pub const RESULTS_SCHEMA_VERSION: u32 = 1;
+/// 2 added `column_type_names`, `remapped`, `order_wait_us` and
+/// `order_released` (readers take 1 without them).
+pub const RESULTS_SCHEMA_VERSION: u32 = 2;
 pub const VERSION_KEY: &str = "pgtape.results.version";
 
 /// Column names of a results file.
@@ -51,9 +51,6 @@ pub mod col {
     pub const DELAY_US: &str = "delay_us";
     pub const ORDER_WAIT_US: &str = "order_wait_us";
     pub const ORDER_RELEASED: &str = "order_released";
-    /// Columns added after results schema version 1 was first written:
-    /// readers must not require them (older results files lack them).
-    pub const ADDED: &[&str] = &[DELAY_US, ORDER_WAIT_US, ORDER_RELEASED];
     pub const STARTED_AT: &str = "started_at";
     pub const DURATION_US: &str = "duration_us";
     pub const STATUS: &str = "status";
@@ -67,6 +64,8 @@ pub mod col {
     pub const COLUMN_TYPES: &str = "column_types";
     pub const SQLSTATE: &str = "sqlstate";
     pub const ERROR_MESSAGE: &str = "error_message";
+    pub const COLUMN_TYPE_NAMES: &str = "column_type_names";
+    pub const REMAPPED: &str = "remapped";
 }
 
 /// What happened to one statement on one side.
@@ -117,9 +116,14 @@ pub struct Captured {
     pub ordered_hash: i64,
     pub unordered_hash: i64,
     pub sqlstate: Option<Arc<str>>,
+    /// COPY FROM STDIN data the client streamed (capture version 2).
+    pub copy_in: super::fidelity::CopyIn,
+    /// The DataRow bodies of a small result, as captured (version 2).
+    pub result_values: Params,
 }
 
-/// A statement's captured parameter values (NULL as `None`).
+/// A statement's captured parameter values (NULL as `None`), or the
+/// captured DataRow bodies of its result.
 #[derive(Debug, Clone, Default)]
 pub struct Params(Option<BinaryArray>);
 
@@ -180,8 +184,10 @@ pub struct ResultRow {
     pub ordered_hash: i64,
     pub unordered_hash: i64,
     pub result_bytes: i64,
-    pub columns: Arc<[(String, u32)]>,
+    pub columns: Arc<[super::client::Column]>,
     pub error: Option<(String, String)>,
+    /// Values replaced by this side's before sending (`--remap`).
+    pub remapped: u32,
 }
 
 fn list(name: &str, item: DataType, nullable: bool) -> Field {
@@ -239,180 +245,9 @@ pub fn results_schema() -> SchemaRef {
             list(col::COLUMN_TYPES, UInt32, false),
             Field::new(col::SQLSTATE, Utf8, true),
             Field::new(col::ERROR_MESSAGE, Utf8, true),
+            list(col::COLUMN_TYPE_NAMES, Utf8, true),
+            Field::new(col::REMAPPED, Int32, false),
         ]))
     })
     .clone()
-}
-
-/// Builds a RecordBatch from result rows.
-pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
-    let n = rows.len();
-    let mut side = StringBuilder::with_capacity(n, n * 6);
-    let (mut session, mut seq, mut fp) = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-    );
-    let mut clone = Int32Builder::new();
-    // The SQL columns copy every row's text: sized once from the first row
-    // rather than regrown as the batch fills.
-    let text = |f: fn(&Captured) -> usize| rows.first().map_or(0, |r| f(&r.captured) * n * 5 / 4);
-    let (mut norm, mut sql, mut proto) = (
-        StringBuilder::with_capacity(n, text(|c| c.normalized_sql.len())),
-        StringBuilder::with_capacity(n, text(|c| c.sql.len())),
-        StringBuilder::with_capacity(n, n * 8),
-    );
-    let mut read_only = BooleanBuilder::new();
-    let mut ptypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new(
-        "item",
-        DataType::UInt32,
-        false,
-    ));
-    let mut pformats = ListBuilder::new(Int16Builder::new()).with_field(Field::new(
-        "item",
-        DataType::Int16,
-        false,
-    ));
-    let mut pvalues = ListBuilder::new(BinaryBuilder::new());
-    let mut rformats = ListBuilder::new(Int16Builder::new()).with_field(Field::new(
-        "item",
-        DataType::Int16,
-        false,
-    ));
-    let mut max_rows = Int32Builder::new();
-    let mut cts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let (mut cdur, mut crows, mut coh, mut cuh) = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-    );
-    let (mut ctag, mut cstate) = (StringBuilder::new(), StringBuilder::new());
-    let (mut sched, mut started, mut lag, mut delay, mut dur) = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-    );
-    let (mut order_wait, mut order_released) = (Int64Builder::new(), BooleanBuilder::new());
-    let mut started_at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let (mut status, mut reason, mut tag) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
-    let (mut nrows, mut oh, mut uh, mut bytes) = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-    );
-    let mut cnames = ListBuilder::new(StringBuilder::new()).with_field(Field::new(
-        "item",
-        DataType::Utf8,
-        false,
-    ));
-    let mut ctypes = ListBuilder::new(UInt32Builder::new()).with_field(Field::new(
-        "item",
-        DataType::UInt32,
-        false,
-    ));
-    let (mut state, mut msg) = (StringBuilder::new(), StringBuilder::new());
-    for r in rows {
-        let c = &r.captured;
-        side.append_value(r.side);
-        session.append_value(c.session_id);
-        seq.append_value(c.seq);
-        clone.append_value(r.clone);
-        fp.append_value(c.fingerprint);
-        norm.append_value(&c.normalized_sql);
-        sql.append_value(&c.sql);
-        proto.append_value(c.protocol);
-        read_only.append_value(c.read_only);
-        ptypes.values().append_slice(&c.param_types);
-        ptypes.append(true);
-        pformats.values().append_slice(&c.param_formats);
-        pformats.append(true);
-        for v in c.param_values.iter() {
-            pvalues.values().append_option(v);
-        }
-        pvalues.append(true);
-        rformats.values().append_slice(&c.result_formats);
-        rformats.append(true);
-        max_rows.append_value(c.max_rows);
-        cts.append_value(c.ts_us);
-        cdur.append_value(c.duration_us);
-        ctag.append_option(c.command_tag.as_deref());
-        crows.append_value(c.rows);
-        coh.append_value(c.ordered_hash);
-        cuh.append_value(c.unordered_hash);
-        cstate.append_option(c.sqlstate.as_deref());
-        sched.append_value(r.scheduled_us);
-        started.append_value(r.started_us);
-        lag.append_value(r.started_us - r.scheduled_us);
-        delay.append_value(r.delay_us);
-        order_wait.append_value(r.order_wait_us);
-        order_released.append_value(r.order_released);
-        started_at.append_value(r.started_at_us);
-        dur.append_value(r.duration_us);
-        status.append_value(r.status.as_str());
-        reason.append_option(r.reason.as_deref());
-        tag.append_option(r.command_tag.as_deref());
-        nrows.append_value(r.rows);
-        oh.append_value(r.ordered_hash);
-        uh.append_value(r.unordered_hash);
-        bytes.append_value(r.result_bytes);
-        for (name, oid) in r.columns.iter() {
-            cnames.values().append_value(name);
-            ctypes.values().append_value(*oid);
-        }
-        cnames.append(true);
-        ctypes.append(true);
-        state.append_option(r.error.as_ref().map(|e| e.0.as_str()));
-        msg.append_option(r.error.as_ref().map(|e| e.1.as_str()));
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(side.finish()),
-        Arc::new(session.finish()),
-        Arc::new(seq.finish()),
-        Arc::new(clone.finish()),
-        Arc::new(fp.finish()),
-        Arc::new(norm.finish()),
-        Arc::new(sql.finish()),
-        Arc::new(proto.finish()),
-        Arc::new(read_only.finish()),
-        Arc::new(ptypes.finish()),
-        Arc::new(pformats.finish()),
-        Arc::new(pvalues.finish()),
-        Arc::new(rformats.finish()),
-        Arc::new(max_rows.finish()),
-        Arc::new(cts.finish()),
-        Arc::new(cdur.finish()),
-        Arc::new(ctag.finish()),
-        Arc::new(crows.finish()),
-        Arc::new(coh.finish()),
-        Arc::new(cuh.finish()),
-        Arc::new(cstate.finish()),
-        Arc::new(sched.finish()),
-        Arc::new(started.finish()),
-        Arc::new(lag.finish()),
-        Arc::new(delay.finish()),
-        Arc::new(order_wait.finish()),
-        Arc::new(order_released.finish()),
-        Arc::new(started_at.finish()),
-        Arc::new(dur.finish()),
-        Arc::new(status.finish()),
-        Arc::new(reason.finish()),
-        Arc::new(tag.finish()),
-        Arc::new(nrows.finish()),
-        Arc::new(oh.finish()),
-        Arc::new(uh.finish()),
-        Arc::new(bytes.finish()),
-        Arc::new(cnames.finish()),
-        Arc::new(ctypes.finish()),
-        Arc::new(state.finish()),
-        Arc::new(msg.finish()),
-    ];
-    RecordBatch::try_new(results_schema(), columns).expect("result rows match the results schema")
 }

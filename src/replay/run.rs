@@ -384,6 +384,7 @@ fn start_sides(
             metrics: crate::metrics::replay::SideMetrics::new(name),
             order: (cfg.order == OrderMode::Commit)
                 .then(|| Arc::new(SideOrder::new(tables, pressure.clone()))),
+            remap: super::remap::SideRemap::new(cfg.remap),
         }));
     }
     Ok((sides, writers))

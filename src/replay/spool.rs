@@ -16,6 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::fidelity::{CopyIn, Messages};
 use super::order::{SyncKey, TableSet};
 use super::plan::{Item, OrderTag, SessionKey};
 use super::results::{Captured, Params};
@@ -209,6 +210,26 @@ fn encode(it: &Item, b: &mut Vec<u8>) {
                 put_i64(b, v);
             }
             put_opt(b, c.sqlstate.as_deref().map(str::as_bytes));
+            match &c.copy_in {
+                CopyIn::Unknown => b.push(0),
+                CopyIn::None => b.push(1),
+                CopyIn::Messages(m) => {
+                    b.push(2);
+                    put_u32(b, m.iter().count() as u32);
+                    for msg in m.iter() {
+                        put_bytes(b, msg);
+                    }
+                }
+                CopyIn::OverLimit { bytes, limit } => {
+                    b.push(3);
+                    put_i64(b, *bytes as i64);
+                    put_time(b, limit.map(|l| l as i64));
+                }
+            }
+            put_u32(b, c.result_values.len() as u32);
+            for v in c.result_values.iter() {
+                put_opt(b, v);
+            }
         }
         Item::Disconnect { ts_us, .. } => {
             b.push(2);
@@ -362,6 +383,23 @@ fn decode(r: &mut Dec, key: &SessionKey) -> io::Result<Item> {
             c.ordered_hash = r.i64()?;
             c.unordered_hash = r.i64()?;
             c.sqlstate = r.opt_str()?;
+            c.copy_in = match r.u8()? {
+                0 => CopyIn::Unknown,
+                1 => CopyIn::None,
+                2 => {
+                    let n = r.u32()? as usize;
+                    let msgs = (0..n).map(|_| r.bytes()).collect::<io::Result<Vec<_>>>()?;
+                    CopyIn::Messages(Messages::from_messages(msgs))
+                }
+                3 => CopyIn::OverLimit {
+                    bytes: r.i64()? as u64,
+                    limit: r.time()?.map(|l| l as u64),
+                },
+                _ => return Err(corrupt()),
+            };
+            let n = r.u32()? as usize;
+            let values = (0..n).map(|_| r.opt()).collect::<io::Result<Vec<_>>>()?;
+            c.result_values = values.into_iter().collect::<Params>();
             Item::Statement {
                 key,
                 captured: Arc::new(c),
@@ -407,6 +445,8 @@ mod tests {
             ordered_hash: 5,
             unordered_hash: -6,
             sqlstate: None,
+            copy_in: CopyIn::Messages(Messages::from_messages([&b"d1,2\n"[..], b"c"])),
+            result_values: [Some(&b"\x00\x01"[..])].into_iter().collect(),
         };
         let items = vec![
             Item::Connect {

@@ -15,6 +15,7 @@ pub struct SideStats {
     ok: u64,
     errors: u64,
     not_replayed: u64,
+    remapped: u64,
     reasons: BTreeMap<String, u64>,
     lag: Histogram<u64>,
     delay: Histogram<u64>,
@@ -34,6 +35,7 @@ impl SideStats {
             ok: 0,
             errors: 0,
             not_replayed: 0,
+            remapped: 0,
             reasons: BTreeMap::new(),
             // Fixed bounds: an auto-resizing histogram would clamp every
             // value above its first 2 ms to its starting maximum.
@@ -54,6 +56,7 @@ impl SideStats {
         }
         self.order_released += r.order_released as u64;
         self.same_as_captured += same_as_captured(r) as u64;
+        self.remapped += r.remapped as u64;
         match r.status {
             Status::Ok => self.ok += 1,
             Status::Error => self.errors += 1,
@@ -106,6 +109,7 @@ impl SideStats {
             failed: self.errors,
             not_replayed: self.not_replayed,
             not_replayed_reasons: self.reasons.clone(),
+            remapped: self.remapped,
             seconds: secs,
             rate_per_s: if secs > 0.0 {
                 replayed as f64 / secs
@@ -157,6 +161,8 @@ pub struct SideSummary {
     pub failed: u64,
     pub not_replayed: u64,
     pub not_replayed_reasons: BTreeMap<String, u64>,
+    /// Values replaced by this side's before sending (`--remap`).
+    pub remapped: u64,
     pub seconds: f64,
     pub rate_per_s: f64,
     pub lag_us: Percentiles,
@@ -282,6 +288,12 @@ impl ReplaySummary {
             for (reason, n) in &d.not_replayed_reasons {
                 s.push_str(&format!("         not replayed: {n} × {reason}\n"));
             }
+            if d.remapped > 0 {
+                s.push_str(&format!(
+                    "         remapped: {} value(s) sent as this side's own\n",
+                    d.remapped
+                ));
+            }
         }
         s
     }
@@ -314,6 +326,7 @@ mod tests {
             result_bytes: 0,
             columns: Arc::from(Vec::new()),
             error: None,
+            remapped: 0,
         }
     }
 

@@ -12,6 +12,7 @@
 //! completed on every side whatever happened to it, so no other session
 //! waits for a statement that will never run.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub struct SideCtx {
     pub metrics: crate::metrics::replay::SideMetrics,
     /// The order of effects across sessions (`--order commit`).
     pub order: Option<Arc<SideOrder>>,
+    /// Values mapped on this side (`--remap`); each session takes its own.
+    pub remap: super::remap::SideRemap,
 }
 
 /// What a session worker is told at spawn.
@@ -73,6 +76,7 @@ struct Conn {
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// This session on the side's order (its backend, whether it waits).
     slot: Arc<Slot>,
+    remap: super::remap::SessionRemap,
 }
 
 const INTERRUPTED: &str = "interrupted: the replay was stopped (SIGTERM or SIGINT)";
@@ -91,6 +95,7 @@ pub async fn run_session(spec: SessionSpec, queue: Arc<SessionQueue>) {
                 .order
                 .as_ref()
                 .map_or_else(Default::default, |o| o.register(task)),
+            remap: side.remap.session(),
         })
         .collect();
     let mut startup: Option<(String, Vec<(String, String)>)> = None;
@@ -182,26 +187,23 @@ async fn statement(
     startup: Option<&(String, Vec<(String, String)>)>,
 ) {
     let due = spec.clock.due(s.captured.ts_us, spec.delay);
+    let interrupted = || Some(Cow::Borrowed(INTERRUPTED));
     let skip = if spec.stop.is_cancelled() {
-        Some(INTERRUPTED)
+        interrupted()
     } else {
-        None
-    };
-    let skip = match skip {
-        Some(r) => Some(r),
-        None => {
-            for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
-                if conn.client.is_none() && conn.dead.is_none() {
-                    connect(side, conn, spec, startup).await;
-                    *ready = Instant::now();
-                }
+        for (side, conn) in spec.sides.iter().zip(conns.iter_mut()) {
+            if conn.client.is_none() && conn.dead.is_none() {
+                connect(side, conn, spec, startup).await;
+                *ready = Instant::now();
             }
-            spec.blocked.or_else(|| copy_in_reason(s.captured))
         }
+        spec.blocked
+            .map(Cow::Borrowed)
+            .or_else(|| super::exec::skip_reason(s.captured))
     };
     let skip = match skip {
         Some(r) => Some(r),
-        None if !until(&spec.stop, spec.clock.wait(due)).await => Some(INTERRUPTED),
+        None if !until(&spec.stop, spec.clock.wait(due)).await => interrupted(),
         None => None,
     };
     // Per side: how the wait for order went, and when it ended.
@@ -230,7 +232,7 @@ async fn statement(
                     waits.push((w, waited, Instant::now()));
                 }
                 None => {
-                    skip = Some(INTERRUPTED);
+                    skip = interrupted();
                     break;
                 }
             }
@@ -329,14 +331,6 @@ async fn connect(
         }
         Err(e) => conn.dead = Some(format!("connect failed: {e}")),
     }
-}
-
-/// COPY FROM STDIN needs the data the client streamed, which captures do not hold.
-fn copy_in_reason(c: &Captured) -> Option<&'static str> {
-    let n = c.normalized_sql.as_bytes();
-    let copy = n.get(..4).is_some_and(|w| w.eq_ignore_ascii_case(b"COPY"));
-    let from_stdin = || n.windows(10).any(|w| w.eq_ignore_ascii_case(b"FROM STDIN"));
-    (copy && from_stdin()).then_some("COPY FROM STDIN data is not in the capture")
 }
 
 /// Runs one statement on every live side at once and reports each.

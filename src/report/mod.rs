@@ -68,7 +68,8 @@ impl Format {
 #[command(
     after_help = "Given a results directory (written by `pgtape replay --results DIR`), renders the verdict \
                   and exits 0 when the migration passes, 1 when a verdict in --fail-on failed \
-                  (divergence or latency regression), 2 on bad input or an error."
+                  (divergence or latency regression, or coverage below --min-coverage), 2 on bad \
+                  input or an error."
 )]
 pub struct ReportArgs {
     /// A capture directory written by `pgtape proxy --capture` (or one of its

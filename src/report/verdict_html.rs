@@ -9,7 +9,7 @@ use std::io::Write;
 
 use super::html::esc;
 use super::verdict::VerdictExporter;
-use super::verdict_table::{ms, params_line, row_line, side_line};
+use super::verdict_table::{coverage_line, ms, params_line, row_line, side_line};
 use crate::diff::Verdict;
 use crate::diff::model::Point;
 
@@ -167,6 +167,7 @@ impl VerdictExporter for VerdictHtml {
         let l = &v.latency;
         for (k, val) in [
             ("statement pairs", c.pairs.to_string()),
+            ("coverage", format!("{:.1} %", v.coverage.percent)),
             ("divergent", c.divergences.to_string()),
             ("noise", c.noise.to_string()),
             ("degraded fingerprints", c.regressions.to_string()),
@@ -181,6 +182,32 @@ impl VerdictExporter for VerdictHtml {
             ("latency", format!("{} ({:.2}x)", l.class, l.ratio)),
         ] {
             let _ = writeln!(s, "<div class=kpi><b>{}</b>{}</div>", esc(&val), esc(k));
+        }
+        let _ = writeln!(
+            s,
+            "<p id=coverage class=\"{}\">{}</p>",
+            if v.coverage.below_min { "degraded" } else { "" },
+            esc(&coverage_line(&v.coverage))
+        );
+        if !v.coverage.unjudged.is_empty() {
+            s.push_str(
+                "<h2>Not judged (mostly noise or not replayed)</h2><table id=unjudged><tr><th>coverage</th>\
+                 <th>compared</th><th>noise</th><th>not replayed</th><th>query</th></tr>\n",
+            );
+            for u in &v.coverage.unjudged {
+                let _ = writeln!(
+                    s,
+                    "<tr><td>{:.1}%</td><td>{}/{}</td><td>{}</td><td>{}</td><td class=sql title=\"{}\">{}</td></tr>",
+                    u.percent,
+                    u.compared,
+                    u.pairs,
+                    u.noise,
+                    u.not_replayed,
+                    esc(&u.fingerprint),
+                    esc(&u.normalized_sql)
+                );
+            }
+            s.push_str("</table>\n");
         }
         s.push_str("<h2>Latency distribution (CDF per side)</h2>\n");
         s.push_str(&cdf_svg(&v.charts.cdf_source, &v.charts.cdf_target));

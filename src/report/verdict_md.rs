@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use super::verdict::VerdictExporter;
-use super::verdict_table::{ms, params_line, row_line, side_line};
+use super::verdict_table::{coverage_line, ms, params_line, row_line, side_line};
 use crate::diff::Verdict;
 
 pub struct VerdictMarkdown;
@@ -51,6 +51,27 @@ impl VerdictExporter for VerdictMarkdown {
             l.ratio,
             l.class
         )?;
+        writeln!(out, "**{}**\n", cell(&coverage_line(&v.coverage)))?;
+        if !v.coverage.unjudged.is_empty() {
+            writeln!(
+                out,
+                "### Not judged\n\nFingerprints mostly noise or not replayed: the verdict says little about them.\n\n\
+                 | coverage | compared | noise | not replayed | query |\n|---:|---:|---:|---:|---|"
+            )?;
+            for u in &v.coverage.unjudged {
+                writeln!(
+                    out,
+                    "| {:.1}% | {}/{} | {} | {} | {} |",
+                    u.percent,
+                    u.compared,
+                    u.pairs,
+                    u.noise,
+                    u.not_replayed,
+                    code(&u.normalized_sql)
+                )?;
+            }
+            writeln!(out)?;
+        }
         writeln!(out, "### Latency per fingerprint\n")?;
         writeln!(
             out,

@@ -1,6 +1,7 @@
 //! The verdict for a terminal: the verdict and its reasons first, then the
-//! counts, latency per fingerprint sorted by regression, divergences by
-//! class and fingerprint with one example each, and the noise. Deterministic
+//! counts and coverage, latency per fingerprint sorted by regression,
+//! divergences by class and fingerprint with one example each, the noise,
+//! and the fingerprints the verdict could not judge. Deterministic
 //! for a given verdict (snapshot-tested).
 
 use std::io::Write;
@@ -8,7 +9,7 @@ use std::io::Write;
 use super::table::{one_line, render};
 use super::verdict::VerdictExporter;
 use crate::diff::Verdict;
-use crate::diff::model::{Example, SideSummary};
+use crate::diff::model::{Coverage, Example, SideSummary};
 
 pub struct VerdictTable;
 
@@ -29,11 +30,34 @@ pub(crate) fn side_line(s: &SideSummary) -> String {
         let cols: Vec<String> = s
             .columns
             .iter()
-            .map(|c| format!("{}:{}", c.name, c.type_oid))
+            .map(|c| match &c.type_name {
+                Some(t) => format!("{}:{t}", c.name),
+                None => format!("{}:{}", c.name, c.type_oid),
+            })
             .collect();
         out.push_str(&format!(" [{}]", cols.join(", ")));
     }
     out
+}
+
+/// The coverage figure in a few words: `coverage 99.1 % (1234 of 1245
+/// compared; min 95 %)`.
+pub(crate) fn coverage_line(c: &Coverage) -> String {
+    let min = if c.min_percent > 0.0 {
+        format!("; min {} %", c.min_percent)
+    } else {
+        "; not checked".into()
+    };
+    format!(
+        "coverage {:.1} % ({} of {} compared{min}{}): {} noise, {} not replayed, {} unmatched",
+        c.percent,
+        c.compared,
+        c.total,
+        if c.below_min { ", BELOW" } else { "" },
+        c.noise,
+        c.not_replayed,
+        c.unmatched
+    )
 }
 
 pub(crate) fn params_line(e: &Example) -> String {
@@ -88,6 +112,7 @@ impl VerdictExporter for VerdictTable {
             c.not_replayed,
             c.unmatched_source + c.unmatched_target
         )?;
+        writeln!(out, "{}", coverage_line(&v.coverage))?;
         let l = &v.latency;
         writeln!(
             out,
@@ -230,6 +255,41 @@ impl VerdictExporter for VerdictTable {
                 "query",
             ],
             &[false, true, true, true, true, false, false],
+            &rows,
+        )?;
+        if v.coverage.unjudged.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "Not judged (fingerprints mostly noise or not replayed; the verdict says little about them)"
+        )?;
+        let rows: Vec<Vec<String>> = v
+            .coverage
+            .unjudged
+            .iter()
+            .map(|u| {
+                vec![
+                    u.fingerprint.clone(),
+                    format!("{:.1}%", u.percent),
+                    format!("{}/{}", u.compared, u.pairs),
+                    u.noise.to_string(),
+                    u.not_replayed.to_string(),
+                    one_line(&u.normalized_sql, SQL_WIDTH),
+                ]
+            })
+            .collect();
+        render(
+            out,
+            &[
+                "fingerprint",
+                "coverage",
+                "compared",
+                "noise",
+                "not replayed",
+                "query",
+            ],
+            &[false, true, true, true, true, false],
             &rows,
         )
     }

@@ -26,6 +26,16 @@ impl RowHash {
         self.bytes += body.len() as u64 + 5;
         self.rows += 1;
     }
+
+    /// Adds one CopyData body of a COPY TO STDOUT: hashed as a row is, but
+    /// not counted as one (a COPY's row count is its command tag's; binary
+    /// COPY sends its header and trailer in messages of their own).
+    #[inline]
+    pub fn add_copy(&mut self, body: &[u8]) {
+        let rows = self.rows;
+        self.add(body);
+        self.rows = rows;
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{Expect, Tap, portal_name};
-use crate::proxy::event::{StatementEvent, TapEvent};
+use crate::proxy::event::{StatementEvent, TapEvent, TapLimits};
+use crate::wire::frame::{Direction, Frames};
 use crate::wire::messages as msg;
 use crate::wire::rowhash::RowHash;
 
@@ -14,7 +15,7 @@ impl Tap {
     /// A complete frame from the server.
     pub fn backend(&mut self, tag: u8, body: &[u8], now: i64) {
         match tag {
-            b'D' => {
+            b'D' | b'd' => {
                 if let Some(Expect::Execute(st) | Expect::Query(st)) = self.queue.front_mut() {
                     let mut h = RowHash {
                         rows: st.rows,
@@ -22,11 +23,21 @@ impl Tap {
                         unordered: st.unordered_hash,
                         bytes: st.result_bytes,
                     };
-                    h.add(body);
+                    if tag == b'D' {
+                        h.add(body);
+                        if let Some(limits) = self.limits {
+                            keep_values(st, &limits, body);
+                        }
+                    } else {
+                        // COPY TO STDOUT: its data is the result, hashed as rows
+                        // are; its count is the command tag's.
+                        h.add_copy(body);
+                    }
                     (st.rows, st.ordered_hash, st.unordered_hash, st.result_bytes) =
                         (h.rows, h.ordered, h.unordered, h.bytes);
                 }
             }
+            b'G' => self.copy_in_response(),
             b'C' => {
                 let tag = msg::parse_command_complete(body);
                 match self.queue.front_mut() {
@@ -37,12 +48,14 @@ impl Tap {
                         }
                     }
                     Some(Expect::Query(st)) => {
-                        // Several statements in one Query: keep the last tag,
-                        // sum the rows; the ReadyForQuery completes it.
-                        let data_rows = st.result_bytes > 0;
-                        if !data_rows {
+                        // Several statements in one Query: keep the last tag;
+                        // rows are summed over the statements, each counting
+                        // its DataRows or else its tag's count, as a statement
+                        // of its own does. The ReadyForQuery completes it.
+                        if st.rows == self.rows_mark {
                             st.rows += msg::tag_rows(tag).unwrap_or(0);
                         }
+                        self.rows_mark = st.rows;
                         st.command_tag = Bytes::copy_from_slice(tag);
                     }
                     _ => {}
@@ -81,8 +94,15 @@ impl Tap {
                     self.queue.pop_front();
                 }
             }
-            b'E' => self.error(body, now),
-            b'Z' => self.ready_for_query(body.first().copied().unwrap_or(b'I'), now),
+            b'E' => {
+                self.copy_in_open = false;
+                self.error(body, now)
+            }
+            b'Z' => {
+                self.copy_in_open = false;
+                self.rows_mark = 0;
+                self.ready_for_query(body.first().copied().unwrap_or(b'I'), now)
+            }
             _ => {}
         }
     }
@@ -183,6 +203,25 @@ impl Tap {
             self.done.push(st);
         }
     }
+}
+
+/// Keeps a DataRow of a result still within the limits; drops the values of
+/// one that outgrew them.
+fn keep_values(st: &mut StatementEvent, limits: &TapLimits, body: &[u8]) {
+    let Some(v) = &mut st.result_values else {
+        return;
+    };
+    // At most a few rows of a few KiB are kept: counting them again is cheap.
+    let (rows, bytes) = Frames::new(v, Direction::Backend, usize::MAX)
+        .map_while(Result::ok)
+        .fold((1u64, body.len()), |(n, b), (_, row)| {
+            (n + 1, b + row.len())
+        });
+    if rows > limits.result_rows || bytes > limits.result_bytes {
+        st.result_values = None;
+        return;
+    }
+    crate::wire::frame::put_frame(v, b'D', body);
 }
 
 pub(super) fn complete(st: &mut StatementEvent, tag: &[u8], now: i64) {

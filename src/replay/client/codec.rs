@@ -7,7 +7,7 @@ use bytes::{BufMut, BytesMut};
 use postgres_protocol::message::frontend;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::Extended;
+use super::{Column, Extended};
 use crate::wire::messages::Reader;
 
 pub(super) fn put_frame_bytes(out: &mut BytesMut, tag: u8, body: &[u8]) {
@@ -75,13 +75,13 @@ pub(super) fn statement_name(key: u64, buf: &mut [u8; 23]) -> &str {
     std::str::from_utf8(buf).expect("ASCII")
 }
 
-/// The result columns of a RowDescription: names and type OIDs.
-pub(super) fn row_description(body: &[u8]) -> Vec<(String, u32)> {
+/// The result columns of a RowDescription.
+pub(super) fn row_description(body: &[u8]) -> Vec<Column> {
     let mut r = Reader::new(body, "RowDescription");
     let Ok(n) = r.count() else { return Vec::new() };
     let mut cols = Vec::with_capacity(n);
     for _ in 0..n {
-        let (Ok(name), Ok(_table), Ok(_col), Ok(oid), Ok(_len), Ok(_mod), Ok(_fmt)) = (
+        let (Ok(name), Ok(table), Ok(attnum), Ok(oid), Ok(_len), Ok(_mod), Ok(format)) = (
             r.cstr(),
             r.i32(),
             r.i16(),
@@ -92,7 +92,14 @@ pub(super) fn row_description(body: &[u8]) -> Vec<(String, u32)> {
         ) else {
             break;
         };
-        cols.push((String::from_utf8_lossy(name).into_owned(), oid as u32));
+        cols.push(Column {
+            name: String::from_utf8_lossy(name).into_owned(),
+            type_oid: oid as u32,
+            table_oid: table as u32,
+            attnum,
+            format,
+            type_name: None,
+        });
     }
     cols
 }

@@ -67,6 +67,8 @@ impl Client {
             last_columns: Default::default(),
             pid: 0,
             snapshot_hook: None,
+            type_names: Default::default(),
+            scratch: Vec::new(),
         };
         let mut startup: Vec<(&str, &str)> = vec![("user", user), ("database", &opts.database)];
         for (k, v) in params {

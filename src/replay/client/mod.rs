@@ -12,21 +12,26 @@
 //!
 //! [`connect`] holds the startup phase: TLS negotiation and authentication;
 //! [`codec`] the messages built from captured bytes and RowDescription;
+//! [`copy`] the captured COPY data sent back when the server asks for it;
+//! [`types`] the names of user-defined result types;
 //! [`rows`] the text-format re-run the diff shows differing rows with.
 
 mod codec;
 mod connect;
+mod copy;
 mod rows;
+mod types;
 
 use std::io;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 pub use codec::statement_key;
-use codec::{encode_bind, encode_parse, put_frame_bytes, row_description, statement_name};
+use codec::{encode_bind, encode_parse, row_description, statement_name};
 pub use connect::ConnectError;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+pub use types::FIRST_USER_OID;
 
 use crate::fasthash::{FastMap, FastSet};
 use crate::wire::frame::{Direction, Frames, MAX_MESSAGE_LEN, put_frame};
@@ -40,26 +45,80 @@ pub struct Outcome {
     /// Shared with the connection's previous statement when it is the same.
     pub command_tag: Arc<str>,
     pub hash: RowHash,
-    /// Column names and type OIDs from RowDescription (shared by every
-    /// execution of a prepared statement).
-    pub columns: Arc<[(String, u32)]>,
+    /// The result columns from RowDescription (shared by every execution
+    /// of a prepared statement).
+    pub columns: Arc<[Column]>,
     /// SQLSTATE and message of the first error.
     pub error: Option<(String, String)>,
+    /// The rows as this side returned them, with their columns, while the
+    /// result stays within [`Extras::keep`]; `None` past it (or not asked).
+    pub kept: Option<Vec<KeptRow>>,
+    /// Values replaced by this side's before sending (see `remap`).
+    pub remapped: u32,
+    /// Rows as the tap counts them (see [`Outcome::rows`]).
+    rows: u64,
+    /// DataRows counted up to the last CommandComplete.
+    rows_mark: u64,
 }
 
 impl Outcome {
-    /// Rows as the tap counts them: DataRows, else the command tag's count.
+    /// Rows as the tap counts them: per statement its DataRows, else its
+    /// command tag's count; summed over the statements of a simple Query.
     pub fn rows(&self) -> u64 {
-        if self.hash.rows > 0 {
-            self.hash.rows
-        } else {
-            self.command_tag
-                .rsplit(' ')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        }
+        self.rows
     }
+
+    /// A CommandComplete ended one statement.
+    fn complete(&mut self, tag: &[u8]) {
+        if self.hash.rows == self.rows_mark {
+            self.rows += crate::wire::messages::tag_rows(tag).unwrap_or(0);
+        } else {
+            self.rows += self.hash.rows - self.rows_mark;
+        }
+        self.rows_mark = self.hash.rows;
+    }
+}
+
+/// One result column, as RowDescription describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_oid: u32,
+    /// The table the column comes from (0 for an expression), and its
+    /// attribute number there.
+    pub table_oid: u32,
+    pub attnum: i16,
+    /// 0 text, 1 binary.
+    pub format: i16,
+    /// A user-defined type's schema-qualified name, resolved on this
+    /// connection (see [`types`]); `None` for built-in types (OID below
+    /// 16384), whose OIDs are the same on every server.
+    pub type_name: Option<Arc<str>>,
+}
+
+/// A DataRow body as a side returned it, with the columns it came under.
+pub type KeptRow = (Arc<[Column]>, Vec<u8>);
+
+/// Reads result rows as the capture holds them: a value this side returned
+/// in place of a captured one is hashed as the captured one (see `remap`).
+pub trait RowMap {
+    /// Writes `body` with such values replaced into `out`; false (and `out`
+    /// unspecified) when there were none.
+    fn rewrite(&self, columns: &[Column], body: &[u8], out: &mut Vec<u8>) -> bool;
+}
+
+/// What a statement brings besides its SQL and parameters.
+#[derive(Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// The COPY messages the client sent, as the capture keeps them (type
+    /// byte, then body): sent, up to each CopyDone or CopyFail, each time the
+    /// server asks for COPY data. `None`: none was captured.
+    pub copy_in: Option<&'a [&'a [u8]]>,
+    /// Rows hashed through this map.
+    pub rows: Option<&'a (dyn RowMap + Sync)>,
+    /// Keep the result's rows while it has at most this many rows and
+    /// bytes of DataRow bodies ([`Outcome::kept`]).
+    pub keep: Option<(u64, usize)>,
 }
 
 /// An extended-protocol statement as captured.
@@ -88,12 +147,16 @@ pub struct Client {
     prepared: FastSet<u64>,
     /// Result columns of prepared statements by (statement, result formats):
     /// described once per connection, as drivers do.
-    described: FastMap<u64, Arc<[(String, u32)]>>,
+    described: FastMap<u64, Arc<[Column]>>,
     /// The last CommandComplete tag, reused while statements repeat it.
     last_tag: Arc<str>,
     /// The last RowDescription (as received, and parsed), reused while
     /// statements repeat it: simple queries are described every time.
-    last_columns: (Vec<u8>, Arc<[(String, u32)]>),
+    last_columns: (Vec<u8>, Arc<[Column]>),
+    /// Names of the user-defined types this connection's results used.
+    type_names: FastMap<u32, Arc<str>>,
+    /// A DataRow rewritten through [`Extras::rows`].
+    scratch: Vec<u8>,
     /// The backend's process id (BackendKeyData; 0 if the server sent none).
     pid: i32,
     /// Called once the server holds the next statement's snapshot (see
@@ -146,6 +209,11 @@ impl Client {
 
     /// A simple Query, as captured.
     pub async fn simple(&mut self, sql: &[u8]) -> io::Result<Outcome> {
+        self.simple_with(sql, &Extras::default()).await
+    }
+
+    /// A simple Query with what else its statements need.
+    pub async fn simple_with(&mut self, sql: &[u8], ex: &Extras<'_>) -> io::Result<Outcome> {
         let mut body = Vec::with_capacity(sql.len() + 1);
         body.extend_from_slice(sql);
         body.push(0);
@@ -154,15 +222,32 @@ impl Client {
         let sent = self.stream.write_all(&frame).await;
         self.snapshot_taken();
         sent?;
-        let mut out = Outcome::default();
-        while !matches!(self.read_until(&mut out, false).await?, Stop::Ready) {}
+        let mut out = Outcome {
+            kept: ex.keep.map(|_| Vec::new()),
+            ..Default::default()
+        };
+        let mut copy = copy::Feed::new(ex.copy_in, copy::After::Nothing);
+        while !matches!(
+            self.read_until(&mut out, false, &mut copy, ex).await?,
+            Stop::Ready
+        ) {}
+        self.name_types(&mut out).await?;
         Ok(out)
     }
 
     /// An extended-protocol statement; re-prepares once when the server lost
     /// the statement or its plan changed result type.
     pub async fn extended(&mut self, x: &Extended<'_>) -> io::Result<Outcome> {
-        let out = self.extended_once(x, false).await;
+        self.extended_with(x, &Extras::default()).await
+    }
+
+    /// An extended-protocol statement with what else it needs.
+    pub async fn extended_with(
+        &mut self,
+        x: &Extended<'_>,
+        ex: &Extras<'_>,
+    ) -> io::Result<Outcome> {
+        let out = self.extended_once(x, false, ex).await;
         self.snapshot_taken();
         let out = out?;
         let lost = out.error.as_ref().is_some_and(|(code, msg)| {
@@ -170,13 +255,18 @@ impl Client {
                 || (code == "0A000" && msg.contains("cached plan must not change result type"))
         });
         if x.named && lost {
-            self.extended_once(x, true).await
+            self.extended_once(x, true, ex).await
         } else {
             Ok(out)
         }
     }
 
-    async fn extended_once(&mut self, x: &Extended<'_>, reprepare: bool) -> io::Result<Outcome> {
+    async fn extended_once(
+        &mut self,
+        x: &Extended<'_>,
+        reprepare: bool,
+        ex: &Extras<'_>,
+    ) -> io::Result<Outcome> {
         let key = statement_key(x.sql, x.param_oids);
         let mut name_buf = [0u8; 23];
         let name = if x.named {
@@ -221,9 +311,24 @@ impl Client {
         let batch = std::mem::take(&mut self.out);
         self.stream.write_all(&batch).await?;
         self.out = batch;
-        let mut out = Outcome::default();
+        let mut out = Outcome {
+            kept: ex.keep.map(|_| Vec::new()),
+            ..Default::default()
+        };
+        // Described before: no RowDescription comes, the rows need columns.
+        if let Some(cols) = &known {
+            out.columns = cols.clone();
+        }
+        // The Sync sent with the Execute is ignored in copy-in mode: after
+        // the data, a Sync of its own (paged, the Sync follows completion).
+        let after = if paged {
+            copy::After::Nothing
+        } else {
+            copy::After::Sync
+        };
+        let mut copy = copy::Feed::new(ex.copy_in, after);
         loop {
-            match self.read_until(&mut out, paged).await? {
+            match self.read_until(&mut out, paged, &mut copy, ex).await? {
                 Stop::Ready => break,
                 Stop::Suspended => {
                     self.out.clear();
@@ -248,12 +353,19 @@ impl Client {
             }
             None => {}
         }
+        self.name_types(&mut out).await?;
         Ok(out)
     }
 
     /// Reads and reduces frames until ReadyForQuery (or, paging, until the
     /// Execute completed or was suspended).
-    async fn read_until(&mut self, out: &mut Outcome, paged: bool) -> io::Result<Stop> {
+    async fn read_until(
+        &mut self,
+        out: &mut Outcome,
+        paged: bool,
+        copy: &mut copy::Feed<'_>,
+        ex: &Extras<'_>,
+    ) -> io::Result<Stop> {
         loop {
             let mut stop = None;
             let mut copy_in = false;
@@ -263,10 +375,30 @@ impl Client {
                     let (tag, body) =
                         f.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     match tag {
-                        b'D' => out.hash.add(body),
+                        b'D' => {
+                            if let (Some(kept), Some((rows, bytes))) = (&mut out.kept, ex.keep) {
+                                let held: usize = kept.iter().map(|k| k.1.len()).sum();
+                                if kept.len() as u64 >= rows || held + body.len() > bytes {
+                                    out.kept = None;
+                                } else {
+                                    kept.push((out.columns.clone(), body.to_vec()));
+                                }
+                            }
+                            match ex.rows {
+                                Some(m) if m.rewrite(&out.columns, body, &mut self.scratch) => {
+                                    // Hashed as captured; the bytes are this side's.
+                                    out.hash.add(&self.scratch);
+                                    out.hash.bytes = out.hash.bytes + body.len() as u64
+                                        - self.scratch.len() as u64;
+                                }
+                                _ => out.hash.add(body),
+                            }
+                        }
+                        // COPY TO STDOUT: hashed as rows are (as the tap does).
+                        b'd' => out.hash.add_copy(body),
                         b'T' => {
                             if body != self.last_columns.0.as_slice() {
-                                let cols = row_description(body).into();
+                                let cols = self.with_known_names(row_description(body)).into();
                                 self.last_columns = (body.to_vec(), cols);
                             }
                             out.columns = self.last_columns.1.clone();
@@ -277,6 +409,7 @@ impl Client {
                                 self.last_tag = String::from_utf8_lossy(tag).into();
                             }
                             out.command_tag = self.last_tag.clone();
+                            out.complete(tag);
                             if paged {
                                 stop = Some(Stop::Completed);
                             }
@@ -313,11 +446,7 @@ impl Client {
             };
             self.buf.advance(consumed);
             if copy_in {
-                // The capture holds no COPY data for this statement: abort it cleanly.
-                self.out.clear();
-                let msg = b"pgtape: COPY data was not captured\0";
-                put_frame_bytes(&mut self.out, b'f', msg);
-                self.flush_out().await?;
+                self.copy_in(copy).await?;
                 continue;
             }
             if let Some(s) = stop {

@@ -31,7 +31,7 @@ impl Client {
         loop {
             let (tag, body) = self.read_frame().await?;
             match tag {
-                b'T' => names = row_description(&body).into_iter().map(|c| c.0).collect(),
+                b'T' => names = row_description(&body).into_iter().map(|c| c.name).collect(),
                 b'D' if rows.len() < limit => {
                     let mut r = Reader::new(&body, "DataRow");
                     let n = r

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Conn, SessionSpec, SideCtx};
-use crate::replay::client::{Client, Extended, Outcome};
+use crate::replay::client::Outcome;
 use crate::replay::order::Waited;
 use crate::replay::results::{Captured, ResultRow, Status};
 
@@ -82,35 +82,8 @@ fn row(
         result_bytes: o.hash.bytes as i64,
         columns: o.columns,
         error: o.error,
+        remapped: o.remapped,
     }
-}
-
-async fn execute(client: &mut Client, c: &Captured, named: bool) -> std::io::Result<Outcome> {
-    if c.protocol == "simple" {
-        return client.simple(c.sql.as_bytes()).await;
-    }
-    // Parameters as slices, on the stack unless there are very many.
-    let mut few = [None; 32];
-    let many: Vec<Option<&[u8]>>;
-    let params = if c.param_values.len() <= few.len() {
-        for (slot, v) in few.iter_mut().zip(c.param_values.iter()) {
-            *slot = v;
-        }
-        &few[..c.param_values.len()]
-    } else {
-        many = c.param_values.iter().collect();
-        &many[..]
-    };
-    let x = Extended {
-        sql: c.sql.as_bytes(),
-        param_oids: &c.param_types,
-        param_formats: &c.param_formats,
-        params,
-        result_formats: &c.result_formats,
-        max_rows: c.max_rows,
-        named,
-    };
-    client.extended(&x).await
 }
 
 pub(super) type Run = (Instant, Result<(Outcome, Duration), String>);
@@ -122,7 +95,7 @@ pub(super) async fn run_on(conn: &mut Conn, captured: &Captured, named: bool) ->
     };
     let started = Instant::now();
     conn.slot.running.store(true, Ordering::Relaxed);
-    let r = execute(client, captured, named).await;
+    let r = crate::replay::exec::execute(client, captured, named, &mut conn.remap).await;
     conn.slot.running.store(false, Ordering::Relaxed);
     match r {
         Ok(o) => (started, Ok((o, started.elapsed()))),
