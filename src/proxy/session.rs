@@ -242,7 +242,17 @@ async fn run(
             End::Io(_) => {
                 let _ = stop_down_tx.send(None);
             }
-            End::Eof | End::Stopped => {}
+            // The client closed. With nothing left to answer (it sent
+            // Terminate, or just left) the session ends now, so its
+            // disconnect is not recorded after the next session's connect;
+            // replies still owed to a half-closed client are awaited.
+            End::Eof => {
+                let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
+                if !tap.awaits_replies() {
+                    tap.disconnect(String::new(), now_us());
+                }
+            }
+            End::Stopped => {}
         }
         end
     };
