@@ -1,7 +1,8 @@
 //! `pgtape proxy`: a transparent PostgreSQL proxy with a statement tap.
 //!
 //! - [`server`]: listener, accept loop, graceful shutdown.
-//! - [`session`]: one connection's startup phase and upstream connection.
+//! - [`startup`]: the startup phase: SSL/GSSENC requests, CancelRequest, StartupMessage.
+//! - [`session`]: one connection: login deadline, upstream connection, the two pumps.
 //! - [`pump`]: the forwarding loop of one direction.
 //! - [`tap`]: pairs requests with replies and emits statement events.
 //! - [`event`]: the events and the bounded channel to the recorder.
@@ -13,6 +14,7 @@ pub mod event;
 pub mod pump;
 pub mod server;
 pub mod session;
+pub mod startup;
 pub mod tap;
 
 use std::net::SocketAddr;
@@ -61,6 +63,11 @@ pub struct ProxyArgs {
     /// Give up connecting to the upstream after this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Close a client that has not finished its startup and authentication
+    /// (up to its first ReadyForQuery) within this long, as PostgreSQL's
+    /// `authentication_timeout` does.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PGTAPE_LOGIN_TIMEOUT")]
+    pub login_timeout: Duration,
     /// On SIGTERM/SIGINT, let sessions finish for this long before exiting.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -93,6 +100,8 @@ pub struct ProxyConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub max_message: usize,
     pub connect_timeout: Duration,
+    /// Startup and authentication must end (first ReadyForQuery) within this.
+    pub login_timeout: Duration,
     /// Where statement events go; `None` taps nothing out.
     pub tap: Option<TapSender>,
     /// Pre-registered metric handles (no-ops without `--metrics`).
@@ -111,6 +120,7 @@ impl ProxyConfig {
             tls: None,
             max_message: MAX_MESSAGE_LEN,
             connect_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(60),
             tap: None,
             metrics: Arc::new(crate::metrics::proxy::ProxyMetrics::noop()),
             console: Arc::new(admin::Console::default()),
@@ -138,6 +148,10 @@ impl ProxyConfig {
         }
         cfg.max_message = args.max_message_size;
         cfg.connect_timeout = args.connect_timeout;
+        if args.login_timeout.is_zero() {
+            anyhow::bail!("--login-timeout must be more than 0, e.g. --login-timeout 60s");
+        }
+        cfg.login_timeout = args.login_timeout;
         Ok(cfg)
     }
 }

@@ -1,14 +1,16 @@
-//! The startup phase: bytes pipelined behind the StartupMessage.
+//! The startup phase: bytes pipelined behind the StartupMessage, the login
+//! deadline.
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pgtape::cluster::ClusterOptions;
+use pgtape::cluster::{Auth, ClusterOptions};
 use pgtape::proxy::TapEvent;
+use pgtape::wire::frame::SSL_REQUEST_CODE;
 
-use super::{query, read_reply, read_to_close, startup_postgres};
-use crate::support::{Proxy, cluster, sql, statements};
+use super::{query, read_reply, read_to_close, request, startup_postgres};
+use crate::support::{Proxy, cluster, psql, run_ok, sql, statements, stdout};
 
 // Issue 16, defect 1: a Query sent in the same write as the StartupMessage
 // waited for the client's next send.
@@ -49,4 +51,80 @@ fn query_pipelined_with_the_startup_message_then_half_close_was_lost() {
     assert!(reply.closed);
     assert_eq!(reply.first_values(), vec!["7".to_string()], "{reply:?}");
     assert_eq!(reply.count(b'C'), 1, "{reply:?}");
+}
+
+/// A proxy whose login deadline is `ms` milliseconds.
+fn proxy_with_login_timeout(upstream: &str, ms: u64) -> Proxy {
+    Proxy::start(upstream, |cfg| {
+        cfg.login_timeout = Duration::from_millis(ms)
+    })
+}
+
+/// Reads until the proxy closes; asserts the close came with the login
+/// timeout's FATAL and well within the test's bound.
+fn assert_closed_for_login_timeout(s: &mut TcpStream, byte_first: bool, what: &str) {
+    let t = Instant::now();
+    let reply = read_reply(s, byte_first, Duration::from_secs(20), |_| false);
+    assert!(reply.closed, "{what}: {reply:?}");
+    assert_eq!(
+        reply.error_code().as_deref(),
+        Some("08P01"),
+        "{what}: {reply:?}"
+    );
+    let text = String::from_utf8_lossy(&reply.frames.last().unwrap().1).into_owned();
+    assert!(text.contains("--login-timeout"), "{what}: {text}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{what}: closed late");
+}
+
+// Issue 16, defect 2: a socket that sent nothing, 4 bytes of a startup
+// packet, or an SSLRequest and nothing more stayed open forever.
+#[test]
+fn silent_and_half_started_clients_were_never_closed() {
+    let db = cluster(&ClusterOptions::default());
+    let proxy = proxy_with_login_timeout(&db.addr(), 300);
+
+    let mut silent = TcpStream::connect(proxy.addr).unwrap();
+    assert_closed_for_login_timeout(&mut silent, false, "nothing sent");
+
+    let mut partial = TcpStream::connect(proxy.addr).unwrap();
+    partial.write_all(&startup_postgres()[..4]).unwrap();
+    assert_closed_for_login_timeout(&mut partial, false, "4 bytes of a startup packet");
+
+    let mut ssl = TcpStream::connect(proxy.addr).unwrap();
+    ssl.write_all(&request(SSL_REQUEST_CODE)).unwrap();
+    let t = Instant::now();
+    let reply = read_reply(&mut ssl, true, Duration::from_secs(20), |_| false);
+    assert_eq!(reply.frames.first().map(|f| f.0), Some(b'N'), "{reply:?}");
+    assert!(reply.closed && reply.count(b'E') == 1, "{reply:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+// Issue 16, defect 2: the deadline covers authentication too (up to the
+// first ReadyForQuery), as PostgreSQL's authentication_timeout does ...
+#[test]
+fn client_that_never_answers_the_password_request_was_never_closed() {
+    let db = cluster(&ClusterOptions {
+        auth: Auth::ScramSha256,
+        ..Default::default()
+    });
+    let proxy = proxy_with_login_timeout(&db.addr(), 500);
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(&startup_postgres()).unwrap();
+    let asked = read_reply(&mut s, false, Duration::from_secs(20), |r| {
+        r.count(b'R') == 1
+    });
+    assert_eq!(asked.frames.len(), 1, "{asked:?}");
+    assert_closed_for_login_timeout(&mut s, false, "no SASL answer");
+}
+
+// ... and ends there: a logged-in session outlives it.
+#[test]
+fn login_timeout_leaves_logged_in_sessions_alone() {
+    let db = cluster(&ClusterOptions::default());
+    let proxy = proxy_with_login_timeout(&db.addr(), 300);
+    let out = run_ok(&mut psql(
+        proxy.port(),
+        &["-c", "SELECT pg_sleep(1)", "-c", "SELECT 'still here'"],
+    ));
+    assert!(stdout(&out).contains("still here"));
 }
