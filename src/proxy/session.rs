@@ -39,6 +39,8 @@ pub enum SessionError {
     Version(u16, u16),
     #[error("client sent data after SSLRequest before the TLS handshake")]
     DataAfterSslRequest,
+    #[error("client sent a second {0}; it may be sent once, before the StartupMessage")]
+    RepeatedRequest(&'static str),
     #[error(
         "client did not finish its login within {0:?}; raise --login-timeout if clients are that slow"
     )]
@@ -63,6 +65,7 @@ impl SessionError {
             SessionError::Startup(_)
             | SessionError::Version(..)
             | SessionError::DataAfterSslRequest
+            | SessionError::RepeatedRequest(_)
             | SessionError::LoginTimeout(_) => Some(error_response("FATAL", "08P01", &text)),
             SessionError::Upstream { .. } => Some(error_response("FATAL", "08001", &text)),
             _ => None,

@@ -1,6 +1,6 @@
 //! The startup phase of a client connection, before anything reaches the
-//! upstream: SSLRequest and GSSENCRequest answered, a CancelRequest relayed,
-//! and the StartupMessage read.
+//! upstream: SSLRequest and GSSENCRequest answered (each at most once, as
+//! PostgreSQL allows), a CancelRequest relayed, and the StartupMessage read.
 //!
 //! What must stay true: bytes the client sent behind its StartupMessage stay
 //! in the caller's buffer (they are the session's first frames); nothing here
@@ -48,28 +48,45 @@ pub async fn negotiate(
     cfg: &ProxyConfig,
     session_id: u64,
 ) -> Result<Negotiated, SessionError> {
+    // PostgreSQL answers one SSLRequest and one GSSENCRequest; a second is a
+    // protocol violation (and no encryption request once TLS is up).
+    let mut ssl_done = false;
+    let mut gss_done = false;
     loop {
         let packet = read_packet(client, buf).await?;
         match code_of(&packet) {
-            SSL_REQUEST_CODE => match (&cfg.tls, &*client) {
-                (Some(tls), Stream::Tcp(_)) => {
-                    if !buf.is_empty() {
-                        return Err(SessionError::DataAfterSslRequest);
+            SSL_REQUEST_CODE if ssl_done => {
+                return Err(SessionError::RepeatedRequest("SSLRequest"));
+            }
+            GSSENC_REQUEST_CODE if gss_done => {
+                return Err(SessionError::RepeatedRequest("GSSENCRequest"));
+            }
+            SSL_REQUEST_CODE => {
+                ssl_done = true;
+                match (&cfg.tls, &*client) {
+                    (Some(tls), Stream::Tcp(_)) => {
+                        if !buf.is_empty() {
+                            return Err(SessionError::DataAfterSslRequest);
+                        }
+                        client.write_all(b"S").await?;
+                        let Stream::Tcp(tcp) = std::mem::replace(client, Stream::Taken) else {
+                            unreachable!("checked above")
+                        };
+                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                        let tls = acceptor
+                            .accept(tcp)
+                            .await
+                            .map_err(SessionError::ClientTls)?;
+                        *client = Stream::ServerTls(Box::new(tls));
+                        gss_done = true;
                     }
-                    client.write_all(b"S").await?;
-                    let Stream::Tcp(tcp) = std::mem::replace(client, Stream::Taken) else {
-                        unreachable!("checked above")
-                    };
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-                    let tls = acceptor
-                        .accept(tcp)
-                        .await
-                        .map_err(SessionError::ClientTls)?;
-                    *client = Stream::ServerTls(Box::new(tls));
+                    _ => client.write_all(b"N").await?,
                 }
-                _ => client.write_all(b"N").await?,
-            },
-            GSSENC_REQUEST_CODE => client.write_all(b"N").await?,
+            }
+            GSSENC_REQUEST_CODE => {
+                gss_done = true;
+                client.write_all(b"N").await?;
+            }
             CANCEL_REQUEST_CODE => {
                 // Relayed as is: the key belongs to the upstream backend, which
                 // the client learnt from the BackendKeyData we passed through.

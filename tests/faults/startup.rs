@@ -1,13 +1,13 @@
 //! The startup phase: bytes pipelined behind the StartupMessage, the login
-//! deadline.
+//! deadline, repeated encryption requests.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use pgtape::cluster::{Auth, ClusterOptions};
 use pgtape::proxy::TapEvent;
-use pgtape::wire::frame::SSL_REQUEST_CODE;
+use pgtape::wire::frame::{GSSENC_REQUEST_CODE, SSL_REQUEST_CODE};
 
 use super::{query, read_reply, read_to_close, request, startup_postgres};
 use crate::support::{Proxy, cluster, psql, run_ok, sql, statements, stdout};
@@ -127,4 +127,40 @@ fn login_timeout_leaves_logged_in_sessions_alone() {
         &["-c", "SELECT pg_sleep(1)", "-c", "SELECT 'still here'"],
     ));
     assert!(stdout(&out).contains("still here"));
+}
+
+// Issue 16, defect 8: a second SSLRequest was answered `N` again; PostgreSQL
+// refuses it with a FATAL.
+#[test]
+fn second_ssl_request_was_answered_again() {
+    let db = cluster(&ClusterOptions::default());
+    let proxy = Proxy::start(&db.addr(), |_| {});
+    for code in [SSL_REQUEST_CODE, GSSENC_REQUEST_CODE] {
+        let mut s = TcpStream::connect(proxy.addr).unwrap();
+        s.write_all(&request(code)).unwrap();
+        let first = read_reply(&mut s, true, Duration::from_secs(20), |r| {
+            !r.frames.is_empty()
+        });
+        assert_eq!(first.frames[0].0, b'N');
+        s.write_all(&request(code)).unwrap();
+        let reply = read_to_close(&mut s);
+        assert_eq!(
+            reply.error_code().as_deref(),
+            Some("08P01"),
+            "{code}: {reply:?}"
+        );
+    }
+    // One of each is fine, in either order.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(&request(GSSENC_REQUEST_CODE)).unwrap();
+    s.write_all(&request(SSL_REQUEST_CODE)).unwrap();
+    let mut answers = [0u8; 2];
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.read_exact(&mut answers).unwrap();
+    assert_eq!(&answers, b"NN");
+    s.write_all(&startup_postgres()).unwrap();
+    let reply = read_reply(&mut s, false, Duration::from_secs(20), |r| {
+        r.count(b'Z') == 1
+    });
+    assert_eq!(reply.count(b'E'), 0, "{reply:?}");
 }
