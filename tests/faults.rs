@@ -9,6 +9,8 @@
 //! The long campaign (a million fuzz cases, a ten-minute soak) is
 //! `cargo bench --bench faults`.
 
+#[path = "faults/capture.rs"]
+mod capture;
 #[path = "faults/startup.rs"]
 mod startup;
 mod support;

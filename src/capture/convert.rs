@@ -53,8 +53,9 @@ pub fn writer_properties(kv: Vec<KeyValue>) -> WriterProperties {
 }
 
 /// Converts `segment` to Parquet beside it, adding `extra` key-value
-/// metadata; removes the segment. `Ok(None)` when the segment held no
-/// complete batch (it is removed too).
+/// metadata (and `recovered` when the segment ends in a torn batch); removes
+/// the segment. `Ok(None)` when the segment held no complete batch (it is
+/// removed too).
 pub fn convert_segment(
     segment: &Path,
     extra: &[(String, String)],
@@ -123,7 +124,7 @@ pub fn convert_segment(
         fs::remove_file(segment).map_err(|e| CaptureError::io(segment, e))?;
         return Ok(None);
     };
-    if torn {
+    if torn && !kv.iter().any(|k| k.key == meta::RECOVERED) {
         writer.append_key_value_metadata(KeyValue::new(meta::RECOVERED.into(), "true".to_string()));
     }
     writer.close().map_err(|e| CaptureError::parquet(&tmp, e))?;
@@ -141,6 +142,16 @@ pub fn convert_segment(
         rows,
         torn,
     }))
+}
+
+/// Converts a leftover of an earlier run (killed, or stopped while its disk
+/// was full): marked `recovered` whether or not its last batch is torn, as
+/// its drop counts died with that run.
+pub fn convert_leftover(segment: &Path) -> Result<Option<Converted>, CaptureError> {
+    convert_segment(
+        segment,
+        &[(meta::RECOVERED.to_string(), "true".to_string())],
+    )
 }
 
 /// Leftover segments in `dir` (from a killed run), oldest first.

@@ -18,7 +18,7 @@ use std::time::Duration;
 mod worker;
 
 use super::CaptureError;
-use super::convert::{convert_segment, leftover_segments};
+use super::convert::{convert_leftover, leftover_segments};
 use super::live::RecorderLive;
 use super::schema::CaptureInfo;
 use crate::proxy::event::{TapCounters, TapSender, tap_channel};
@@ -95,7 +95,7 @@ impl Recorder {
             .map_err(|e| CaptureError::io(&cfg.dir, e))?;
         let mut files = Vec::new();
         for seg in leftover_segments(&cfg.dir)? {
-            match convert_segment(&seg, &[])? {
+            match convert_leftover(&seg)? {
                 Some(c) => {
                     tracing::info!(file = %c.parquet.display(), rows = c.rows, torn = c.torn, "converted a leftover segment");
                     files.push(c.parquet);

@@ -1,0 +1,106 @@
+//! A proxy killed mid-capture: the restart converts its leftover, marked
+//! recovered.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow::array::AsArray;
+use pgtape::capture::schema::meta;
+use pgtape::capture::{Capture, col};
+use pgtape::cluster::{Cluster, ClusterOptions};
+
+use super::{ProxyProcess, files_ending, wait_for};
+use crate::support::{cluster, psql, run_ok};
+
+/// Complete batches and their rows in an Arrow IPC segment, however it ends.
+fn segment_batches(path: &Path) -> (usize, usize) {
+    let Ok(f) = std::fs::File::open(path) else {
+        return (0, 0);
+    };
+    let Ok(r) = arrow::ipc::reader::StreamReader::try_new_buffered(f, None) else {
+        return (0, 0);
+    };
+    r.map_while(Result::ok)
+        .fold((0, 0), |(b, n), batch| (b + 1, n + batch.num_rows()))
+}
+
+/// The SQL of every statement row in `dir` (Parquet files only).
+fn captured_sql(dir: &Path) -> Vec<String> {
+    let cap = Capture::open(dir).unwrap();
+    assert!(cap.errors.is_empty(), "{:?}", cap.errors);
+    let mut out = Vec::new();
+    for b in cap.scan(&[col::KIND, col::SQL]) {
+        let b = b.unwrap();
+        let kind = b.column_by_name(col::KIND).unwrap().as_string::<i32>();
+        let sql = b.column_by_name(col::SQL).unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if kind.value(i) == "statement" {
+                out.push(sql.value(i).to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A proxy recording to `dir`, killed with SIGKILL once two sessions'
+/// batches are in its open segment: returns that leftover segment.
+fn leftover_of_a_killed_proxy(db: &Cluster, dir: &Path) -> PathBuf {
+    let capture = dir.display().to_string();
+    let log = dir.with_extension("log");
+    let proxy = ProxyProcess::start(&db.addr(), &["--capture", &capture], &log);
+    for (round, batches) in [("one", 1), ("two", 2)] {
+        run_ok(&mut psql(proxy.port, &["-c", &format!("SELECT '{round}'")]));
+        wait_for(
+            Duration::from_secs(30),
+            "a batch in the open segment",
+            || {
+                files_ending(dir, ".arrows")
+                    .first()
+                    .is_some_and(|p| segment_batches(p).0 >= batches)
+            },
+        );
+    }
+    drop(proxy); // SIGKILL
+    let left = files_ending(dir, ".arrows");
+    assert_eq!(left.len(), 1, "{left:?}");
+    left[0].clone()
+}
+
+// Issue 16, defect 3: after kill -9 and a restart the converted file had no
+// pgtape.capture.recovered unless its last batch happened to be torn.
+#[test]
+fn leftover_converted_after_kill_9_was_not_marked_recovered() {
+    let db = cluster(&ClusterOptions::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cap");
+    let segment = leftover_of_a_killed_proxy(&db, &dir);
+    assert!(segment_batches(&segment).0 >= 2);
+    let capture = dir.display().to_string();
+    let restarted = ProxyProcess::start(
+        &db.addr(),
+        &["--capture", &capture],
+        &tmp.path().join("2.log"),
+    );
+    assert!(restarted.stop().success());
+    let cap = Capture::open(&dir).unwrap();
+    let recovered = cap
+        .files
+        .iter()
+        .find(|f| f.path == segment.with_extension("parquet"))
+        .expect("the leftover became Parquet");
+    assert_eq!(
+        recovered.metadata.get(meta::RECOVERED).map(String::as_str),
+        Some("true"),
+        "{:?}",
+        recovered.metadata
+    );
+    assert!(
+        cap.files
+            .iter()
+            .filter(|f| f.path != recovered.path)
+            .all(|f| !f.metadata.contains_key(meta::RECOVERED)),
+        "the restarted run's own file is not recovered"
+    );
+    let sql = captured_sql(&dir);
+    assert!(sql.contains(&"SELECT 'one'".to_string()) && sql.contains(&"SELECT 'two'".to_string()));
+}
