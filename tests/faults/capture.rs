@@ -1,7 +1,9 @@
 //! A proxy killed mid-capture: the restart converts its leftover, marked
-//! recovered.
+//! recovered, losing at most the batch being written; a replay of a capture
+//! whose segment was cut mid-batch replays what is readable and names it.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use arrow::array::AsArray;
@@ -103,4 +105,57 @@ fn leftover_converted_after_kill_9_was_not_marked_recovered() {
     );
     let sql = captured_sql(&dir);
     assert!(sql.contains(&"SELECT 'one'".to_string()) && sql.contains(&"SELECT 'two'".to_string()));
+}
+
+// Issue 16, defect 6: `pgtape replay` skipped a `.arrows` segment cut
+// mid-batch without a word and exited 0.
+#[test]
+fn replay_skipped_a_segment_cut_mid_batch_without_a_word() {
+    let db = cluster(&ClusterOptions::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cap");
+    let segment = leftover_of_a_killed_proxy(&db, &dir);
+    // Cut the second batch short, as a copy interrupted mid-file would.
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    f.set_len(len - 16).unwrap();
+    assert_eq!(segment_batches(&segment).0, 1);
+
+    let results = tmp.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgtape"))
+        .arg("replay")
+        .arg(&dir)
+        .args([
+            "--source",
+            &db.url("postgres"),
+            "--max-rate",
+            "--format",
+            "json",
+        ])
+        .arg("--results")
+        .arg(&results)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    let name = segment.file_name().unwrap().to_string_lossy();
+    assert!(
+        stderr.contains(&*name) && stderr.contains("torn last batch is left out"),
+        "the replay names the segment: {stderr}"
+    );
+    // The first session's statement, in the readable batch, was replayed.
+    let summary: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("JSON summary: {e}\n{stdout}"));
+    assert_eq!(summary["captured_statements"], 1, "{summary:#}");
+    let source = &summary["sides"][0];
+    assert_eq!(
+        (&source["replayed"], &source["ok"]),
+        (&1.into(), &1.into()),
+        "{summary:#}"
+    );
 }
