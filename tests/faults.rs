@@ -11,6 +11,8 @@
 
 #[path = "faults/capture.rs"]
 mod capture;
+#[path = "faults/cli.rs"]
+mod cli;
 #[path = "faults/startup.rs"]
 mod startup;
 mod support;

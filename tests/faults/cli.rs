@@ -1,0 +1,73 @@
+//! Bad command lines: refused before any I/O, exit 2, naming the flag and
+//! the fix, saying each cause once, leaving nothing behind.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `pgtape args...`; a proxy that starts anyway is killed after 20 s
+/// and the test fails rather than hangs. Returns (exit code, stderr).
+fn pgtape(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgtape"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "pgtape {args:?} did not refuse to start:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_refused(args: &[&str], says: &[&str]) {
+    let (code, err) = pgtape(args);
+    assert_eq!(code, Some(2), "{args:?}: {err}");
+    for s in says {
+        assert!(err.contains(s), "{args:?} should say {s:?}: {err}");
+    }
+}
+
+// Issue 16, defect 8: error messages repeated their cause ("(os error 2):
+// No such file or directory (os error 2)").
+#[test]
+fn error_messages_repeated_their_cause() {
+    for args in [
+        &["report", "/nonexistent/capture"][..],
+        &[
+            "proxy",
+            "--upstream",
+            "127.0.0.1:5432",
+            "--upstream-ca",
+            "/nonexistent.pem",
+        ],
+        &[
+            "proxy",
+            "--upstream",
+            "127.0.0.1:5432",
+            "--tls-cert",
+            "/nonexistent.pem",
+            "--tls-key",
+            "/nonexistent.key",
+        ],
+    ] {
+        let (code, err) = pgtape(args);
+        assert_eq!(code, Some(2), "{err}");
+        assert_eq!(err.matches("(os error 2)").count(), 1, "{args:?}: {err}");
+    }
+}
