@@ -4,6 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::free_port;
+
 /// Runs `pgtape args...`; a proxy that starts anyway is killed after 20 s
 /// and the test fails rather than hangs. Returns (exit code, stderr).
 fn pgtape(args: &[&str]) -> (Option<i32>, String) {
@@ -41,6 +43,42 @@ fn assert_refused(args: &[&str], says: &[&str]) {
     for s in says {
         assert!(err.contains(s), "{args:?} should say {s:?}: {err}");
     }
+}
+
+// Issue 16, defect 5: `--upstream-ca /nonexistent.pem` said "pass a PEM file
+// with --tls-cert".
+#[test]
+fn missing_upstream_ca_named_the_wrong_flag() {
+    let (code, err) = pgtape(&[
+        "proxy",
+        "--upstream",
+        "127.0.0.1:5432",
+        "--upstream-ca",
+        "/nonexistent.pem",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("/nonexistent.pem") && err.contains("--upstream-ca"),
+        "{err}"
+    );
+    assert!(!err.contains("--tls-cert"), "{err}");
+    // A file with no certificate in it is refused too, not taken as "trust nothing".
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    assert_refused(
+        &[
+            "proxy",
+            "--listen",
+            &listen,
+            "--upstream",
+            "127.0.0.1:5432",
+            "--upstream-ca",
+            empty.to_str().unwrap(),
+        ],
+        &["holds no PEM certificate", "--upstream-ca"],
+    );
 }
 
 // Issue 16, defect 8: error messages repeated their cause ("(os error 2):
