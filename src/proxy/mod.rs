@@ -127,15 +127,12 @@ impl ProxyConfig {
         }
     }
 
+    /// Validates every flag before any I/O (name lookups aside): a proxy
+    /// that cannot work refuses to start, naming the flag and the fix.
     pub fn from_args(args: &ProxyArgs) -> anyhow::Result<Self> {
         let mut cfg = ProxyConfig::new(args.upstream.clone());
-        if !args.upstream.contains(':') {
-            anyhow::bail!(
-                "--upstream {:?} needs a port, e.g. --upstream {}:5432",
-                args.upstream,
-                args.upstream
-            );
-        }
+        check_address("--upstream", &args.upstream, 5432, false)?;
+        check_address("--listen", &args.listen, 6432, true)?;
         cfg.upstream_tls = args.upstream_tls;
         if let Some(ca) = &args.upstream_ca {
             cfg.upstream_tls_config = crate::wire::tls::client_config_verified(ca)?;
@@ -156,39 +153,36 @@ impl ProxyConfig {
     }
 }
 
+/// Checks a `host:port` flag: a port (0 only where `zero_ok`, to let the
+/// system pick), and a host that resolves.
+fn check_address(flag: &str, value: &str, example: u16, zero_ok: bool) -> anyhow::Result<()> {
+    let Some((host, port)) = value.rsplit_once(':') else {
+        anyhow::bail!("{flag} {value:?} needs a port, e.g. {flag} {value}:{example}");
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host_or = if host.is_empty() { "127.0.0.1" } else { host };
+    let port = match port.parse::<u16>() {
+        Ok(p) if p > 0 || zero_ok => p,
+        _ => anyhow::bail!(
+            "{flag} {value:?}: {port:?} is not a port (1 to 65535), e.g. {flag} {host_or}:{example}"
+        ),
+    };
+    if host.is_empty() {
+        anyhow::bail!("{flag} {value:?} needs a host, e.g. {flag} 127.0.0.1:{port}");
+    }
+    use std::net::ToSocketAddrs;
+    match (host, port).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => anyhow::bail!("{flag} {value:?}: host {host:?} has no address; check the name"),
+        Err(e) => anyhow::bail!(
+            "{flag} {value:?}: cannot resolve host {host:?} ({e}); check the name, or give an IP address"
+        ),
+    }
+}
+
 /// Runs `pgtape proxy` until SIGTERM or SIGINT.
 pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
     let mut cfg = ProxyConfig::from_args(&args)?;
-    // Started before the listener so leftovers of a killed run are converted
-    // first; closed after `serve` so the open segment is converted on SIGTERM.
-    let recorder = match args.capture.recorder_config(&cfg.upstream) {
-        Some(rc) => {
-            let dir = rc.dir.clone();
-            let r = crate::capture::Recorder::start(rc).with_context(|| {
-                format!("cannot start recording to --capture {}", dir.display())
-            })?;
-            tracing::info!(capture = %dir.display(), capture_id = %r.info().capture_id, "recording");
-            cfg.tap = Some(r.sender());
-            Some(r)
-        }
-        None => None,
-    };
-    let capture = recorder
-        .as_ref()
-        .zip(args.capture.capture.as_ref())
-        .map(|(r, dir)| admin::CaptureView::of(r, dir));
-    cfg.console = Arc::new(admin::Console::new(
-        args.admin_users.clone(),
-        capture.clone(),
-    ));
-    let exporter = args.metrics.map(|_| crate::metrics::Exporter::new("proxy"));
-    if let Some(exp) = &exporter {
-        let m = Arc::new(crate::metrics::proxy::ProxyMetrics::new(exp));
-        cfg.metrics = m.clone();
-        if let Some(c) = capture {
-            crate::metrics::proxy::watch_capture(exp, m, c);
-        }
-    }
     let threads = match args.threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
         Some(n) => n,
@@ -202,14 +196,69 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    // Started before the listener so leftovers of a killed run are converted
+    // before a client can connect; closed after `serve` so the open segment
+    // is converted on SIGTERM.
+    let created_dir = args.capture.capture.clone().filter(|d| !d.exists());
+    let recorder = match args.capture.recorder_config(&cfg.upstream) {
+        Some(rc) => {
+            let dir = rc.dir.clone();
+            let r = crate::capture::Recorder::start(rc).with_context(|| {
+                format!("cannot start recording to --capture {}", dir.display())
+            })?;
+            tracing::info!(capture = %dir.display(), capture_id = %r.info().capture_id, "recording");
+            cfg.tap = Some(r.sender());
+            Some(r)
+        }
+        None => None,
+    };
+    let exporter = args.metrics.map(|_| crate::metrics::Exporter::new("proxy"));
+    let bound = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on --listen {}; pick a free address or stop what holds it",
+                    args.listen
+                )
+            })?;
         if let (Some(exp), Some(addr)) = (&exporter, args.metrics) {
+            exp.serve(addr).await?;
+        }
+        Ok::<_, anyhow::Error>(listener)
+    });
+    let listener = match bound {
+        Ok(l) => l,
+        Err(e) => {
+            // A proxy that never ran leaves no empty capture directory.
+            if let Some(r) = recorder {
+                let _ = r.close();
+            }
+            if let Some(dir) = created_dir {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e);
+        }
+    };
+    let capture = recorder
+        .as_ref()
+        .zip(args.capture.capture.as_ref())
+        .map(|(r, dir)| admin::CaptureView::of(r, dir));
+    cfg.console = Arc::new(admin::Console::new(
+        args.admin_users.clone(),
+        capture.clone(),
+    ));
+    if let Some(exp) = &exporter {
+        let m = Arc::new(crate::metrics::proxy::ProxyMetrics::new(exp));
+        cfg.metrics = m.clone();
+        if let Some(c) = capture {
+            crate::metrics::proxy::watch_capture(exp, m, c);
+        }
+    }
+    rt.block_on(async {
+        if let Some(exp) = &exporter {
             exp.health
                 .probe_postgres("upstream", cfg.upstream.clone(), Duration::from_secs(2));
-            exp.serve(addr).await?;
         }
         tracing::info!(listen = %listener.local_addr()?, upstream = %cfg.upstream, threads, "proxy ready");
         server::serve_on(

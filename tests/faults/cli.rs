@@ -45,6 +45,82 @@ fn assert_refused(args: &[&str], says: &[&str]) {
     }
 }
 
+// Issue 16, defect 4: `--upstream 127.0.0.1:99999` and an unresolvable host
+// were accepted ("proxy ready").
+#[test]
+fn impossible_upstream_addresses_were_accepted() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    for (upstream, says) in [
+        ("127.0.0.1:99999", "is not a port"),
+        ("127.0.0.1:0", "is not a port"),
+        ("127.0.0.1", "needs a port"),
+        ("no-such-host.invalid:5432", "cannot resolve host"),
+        (":5432", "needs a host"),
+    ] {
+        assert_refused(
+            &["proxy", "--listen", &listen, "--upstream", upstream],
+            &["--upstream", says],
+        );
+    }
+    assert_refused(
+        &[
+            "proxy",
+            "--upstream",
+            "127.0.0.1:5432",
+            "--listen",
+            "127.0.0.1:70000",
+        ],
+        &["--listen", "is not a port"],
+    );
+}
+
+// Issue 16, defect 4: a proxy that could not start (its listen port taken)
+// left an empty capture directory behind.
+#[test]
+fn proxy_that_cannot_listen_left_an_empty_capture_directory() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cap");
+    let listen = taken.local_addr().unwrap().to_string();
+    let capture = dir.display().to_string();
+    assert_refused(
+        &[
+            "proxy",
+            "--listen",
+            &listen,
+            "--upstream",
+            "127.0.0.1:5432",
+            "--capture",
+            &capture,
+        ],
+        &["cannot listen on --listen"],
+    );
+    assert!(
+        !dir.exists(),
+        "no capture directory for a proxy that never ran"
+    );
+    let metrics = listen;
+    let listen = format!("127.0.0.1:{}", free_port());
+    assert_refused(
+        &[
+            "proxy",
+            "--listen",
+            &listen,
+            "--upstream",
+            "127.0.0.1:5432",
+            "--capture",
+            &capture,
+            "--metrics",
+            &metrics,
+        ],
+        &["cannot listen on --metrics"],
+    );
+    assert!(
+        !dir.exists(),
+        "no capture directory for a proxy that never ran"
+    );
+}
+
 // Issue 16, defect 5: `--upstream-ca /nonexistent.pem` said "pass a PEM file
 // with --tls-cert".
 #[test]
