@@ -133,6 +133,7 @@ impl ProxyConfig {
         let mut cfg = ProxyConfig::new(args.upstream.clone());
         check_address("--upstream", &args.upstream, 5432, false)?;
         check_address("--listen", &args.listen, 6432, true)?;
+        args.capture.check().map_err(anyhow::Error::msg)?;
         cfg.upstream_tls = args.upstream_tls;
         if let Some(ca) = &args.upstream_ca {
             cfg.upstream_tls_config = crate::wire::tls::client_config_verified(ca)?;

@@ -157,6 +157,35 @@ fn missing_upstream_ca_named_the_wrong_flag() {
     );
 }
 
+// Issue 16, defect 7: `--rotate-interval 0s` was accepted and wrote a file
+// per batch; `--capture-queue`, suggested by the drop warning, was missing
+// from --help.
+#[test]
+fn zero_rotate_interval_was_accepted_and_capture_queue_was_hidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("cap").display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    assert_refused(
+        &[
+            "proxy",
+            "--listen",
+            &listen,
+            "--upstream",
+            "127.0.0.1:5432",
+            "--capture",
+            &capture,
+            "--rotate-interval",
+            "0s",
+        ],
+        &["--rotate-interval", "at least 1s"],
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_pgtape"))
+        .args(["proxy", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--capture-queue"));
+}
+
 // Issue 16, defect 8: error messages repeated their cause ("(os error 2):
 // No such file or directory (os error 2)").
 #[test]
