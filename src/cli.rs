@@ -85,12 +85,21 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
+    shutdown_signal_from_now().await
+}
+
+/// Installs the SIGTERM and SIGINT handlers at once (call it inside a
+/// runtime), so a signal that arrives before the returned future is first
+/// polled (during start-up) still ends the command cleanly.
+pub fn shutdown_signal_from_now() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 

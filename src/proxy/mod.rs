@@ -197,6 +197,12 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // From here a SIGTERM ends the proxy cleanly, even one sent while it
+    // converts leftovers or binds its ports.
+    let shutdown = {
+        let _in_runtime = rt.enter();
+        crate::cli::shutdown_signal_from_now()
+    };
     // Started before the listener so leftovers of a killed run are converted
     // before a client can connect; closed after `serve` so the open segment
     // is converted on SIGTERM.
@@ -266,7 +272,7 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
             &workers,
             listener,
             Arc::new(cfg),
-            crate::cli::shutdown_signal(),
+            shutdown,
             args.shutdown_grace,
         )
         .await?;
