@@ -13,6 +13,8 @@
 mod capture;
 #[path = "faults/cli.rs"]
 mod cli;
+#[path = "faults/disk_full.rs"]
+mod disk_full;
 #[path = "faults/startup.rs"]
 mod startup;
 mod support;
