@@ -15,6 +15,12 @@ mod capture;
 mod cli;
 #[path = "faults/disk_full.rs"]
 mod disk_full;
+#[path = "faults/fuzz.rs"]
+mod fuzz;
+#[path = "faults/malformed.rs"]
+mod malformed;
+#[path = "faults/mutate.rs"]
+mod mutate;
 #[path = "faults/startup.rs"]
 mod startup;
 mod support;
