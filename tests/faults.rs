@@ -17,6 +17,8 @@ mod cli;
 mod disk_full;
 #[path = "faults/fuzz.rs"]
 mod fuzz;
+#[path = "faults/load.rs"]
+mod load;
 #[path = "faults/malformed.rs"]
 mod malformed;
 #[path = "faults/mutate.rs"]
