@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use pgtape::capture::schema::meta;
 use pgtape::capture::{Capture, col};
 use pgtape::cluster::{Cluster, ClusterOptions};
 
 use super::{ProxyProcess, files_ending, wait_for};
-use crate::support::{cluster, psql, run_ok};
+use crate::support::{cluster, pgbench, psql, run_ok};
 
 /// Complete batches and their rows in an Arrow IPC segment, however it ends.
 fn segment_batches(path: &Path) -> (usize, usize) {
@@ -26,17 +26,19 @@ fn segment_batches(path: &Path) -> (usize, usize) {
         .fold((0, 0), |(b, n), batch| (b + 1, n + batch.num_rows()))
 }
 
-/// The SQL of every statement row in `dir` (Parquet files only).
+/// The SQL of every statement row in `dir` that did not fail (Parquet files
+/// only).
 fn captured_sql(dir: &Path) -> Vec<String> {
     let cap = Capture::open(dir).unwrap();
     assert!(cap.errors.is_empty(), "{:?}", cap.errors);
     let mut out = Vec::new();
-    for b in cap.scan(&[col::KIND, col::SQL]) {
+    for b in cap.scan(&[col::KIND, col::SQL, col::SQLSTATE]) {
         let b = b.unwrap();
         let kind = b.column_by_name(col::KIND).unwrap().as_string::<i32>();
         let sql = b.column_by_name(col::SQL).unwrap().as_string::<i32>();
+        let state = b.column_by_name(col::SQLSTATE).unwrap();
         for i in 0..b.num_rows() {
-            if kind.value(i) == "statement" {
+            if kind.value(i) == "statement" && state.is_null(i) {
                 out.push(sql.value(i).to_string());
             }
         }
@@ -158,4 +160,94 @@ fn replay_skipped_a_segment_cut_mid_batch_without_a_word() {
         (&1.into(), &1.into()),
         "{summary:#}"
     );
+}
+
+#[test]
+fn sigkill_under_pgbench_loses_at_most_one_batch_and_the_restart_recovers_it() {
+    let db = cluster(&ClusterOptions::default());
+    run_ok(&mut pgbench(db.port(), &["-i", "-q", "-s", "1"]));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cap");
+    let capture = dir.display().to_string();
+    let mut proxy = ProxyProcess::start(
+        &db.addr(),
+        &["--capture", &capture, "--rotate-interval", "1s"],
+        &tmp.path().join("1.log"),
+    );
+    let mut load = pgbench(
+        proxy.port,
+        &["-n", "-M", "prepared", "-c", "4", "-j", "2", "-T", "60"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Killed with closed files behind it and batches in the open segment.
+    wait_for(
+        Duration::from_secs(60),
+        "a converted file and a written batch",
+        || {
+            !files_ending(&dir, ".parquet").is_empty()
+                && files_ending(&dir, ".arrows")
+                    .iter()
+                    .any(|p| segment_batches(p).0 > 0)
+        },
+    );
+    proxy.signal(libc::SIGKILL);
+    proxy.child.wait().unwrap();
+    let _ = load.wait();
+    let before = files_ending(&dir, ".parquet");
+    let left = files_ending(&dir, ".arrows");
+    assert!(!left.is_empty(), "the killed run leaves its open segment");
+    let cap = Capture::open(&dir).unwrap();
+    assert!(
+        cap.errors.is_empty(),
+        "every earlier file is readable: {:?}",
+        cap.errors
+    );
+
+    // The restart converts the leftover before it accepts clients.
+    let restarted = ProxyProcess::start(
+        &db.addr(),
+        &["--capture", &capture],
+        &tmp.path().join("2.log"),
+    );
+    assert!(
+        files_ending(&dir, ".arrows").is_empty(),
+        "leftover converted at start"
+    );
+    assert!(restarted.stop().success());
+    let cap = Capture::open(&dir).unwrap();
+    assert!(cap.errors.is_empty(), "{:?}", cap.errors);
+    for f in &cap.files {
+        let recovered = f.metadata.get(meta::RECOVERED).map(String::as_str);
+        if left.contains(&f.path.with_extension("arrows")) {
+            assert_eq!(recovered, Some("true"), "{}", f.path.display());
+        } else {
+            assert!(
+                before.contains(&f.path),
+                "{} survives the restart",
+                f.path.display()
+            );
+            assert_eq!(recovered, None, "{}", f.path.display());
+        }
+    }
+
+    // Every committed pgbench transaction inserted one history row; all but
+    // at most one batch (8192 rows) of its seven statements are captured.
+    let committed: usize = db
+        .psql("postgres", "SELECT count(*) FROM pgbench_history")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let captured = captured_sql(&dir)
+        .iter()
+        .filter(|s| s.starts_with("INSERT INTO pgbench_history"))
+        .count();
+    let lost = committed.saturating_sub(captured) * 7;
+    eprintln!(
+        "kill -9: {committed} committed transactions, {captured} captured inserts, ~{lost} statements lost"
+    );
+    assert!(committed > 0 && captured > 0);
+    assert!(lost <= 8192, "lost {lost} statements: more than one batch");
 }
