@@ -47,6 +47,20 @@ pub enum Command {
     Report(crate::report::ReportArgs),
 }
 
+/// An error and its causes on one line, each said once: a message that
+/// already shows its cause (`{path}: {source}`) is not followed by it again.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
@@ -72,11 +86,47 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
+    shutdown_signal_from_now().await
+}
+
+/// Installs the SIGTERM and SIGINT handlers at once (call it inside a
+/// runtime), so a signal that arrives before the returned future is first
+/// polled (during start-up) still ends the command cleanly.
+pub fn shutdown_signal_from_now() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{}: {source}", path)]
+    struct Shows {
+        path: String,
+        source: std::io::Error,
+    }
+
+    // Issue 16, defect 8: "(os error 2): No such file or directory (os error 2)".
+    #[test]
+    fn error_text_repeated_a_cause_its_message_already_shows() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(Shows {
+            path: "/x".into(),
+            source: io(),
+        })
+        .context("cannot read /x");
+        assert_eq!(error_text(&e), format!("cannot read /x: /x: {}", io()));
+        // A cause the message does not show is still given.
+        let e = anyhow::Error::new(io()).context("cannot open the capture");
+        assert_eq!(error_text(&e), format!("cannot open the capture: {}", io()));
     }
 }

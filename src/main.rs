@@ -23,7 +23,7 @@ fn main() {
             {
                 std::process::exit(exit::OK);
             }
-            eprintln!("pgtape: error: {e:#}");
+            eprintln!("pgtape: error: {}", pgtape::cli::error_text(&e));
             std::process::exit(exit::ERROR);
         }
     }

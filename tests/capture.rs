@@ -1,12 +1,12 @@
 //! Recording through the proxy into Parquet and reading it back: real
-//! PostgreSQL, real pgbench, the built binary for the crash tests, and
-//! pyarrow/DuckDB as outside readers.
+//! PostgreSQL, real pgbench, and pyarrow/DuckDB as outside readers. The
+//! crash tests (kill -9, full disk) are in `tests/faults.rs`.
 
 mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, BinaryArray, Int64Array, ListArray, RecordBatch, StringArray};
@@ -294,142 +294,6 @@ fn slow_recorder_drops_and_counts_while_pgbench_runs_at_full_speed() {
         cap.dropped(),
         stats.dropped,
         "drops are in the files' metadata"
-    );
-}
-
-/// A free port on 127.0.0.1 (released just before the proxy binds it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `pgtape proxy --capture dir` as a child process, ready to accept.
-fn spawn_proxy(upstream: &str, dir: &Path, extra: &[&str]) -> (Child, u16) {
-    let port = free_port();
-    // The log goes beside the capture: kept for a failing test's context.
-    let log = std::fs::File::create(dir.with_extension(format!("{port}.log"))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgtape"))
-        .args([
-            "proxy",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            upstream,
-        ])
-        .arg("--capture")
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(30), "the proxy to listen", || {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("proxy exited early: {status}");
-        }
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (child, port)
-}
-
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn count_tpcb_inserts(dir: &Path) -> usize {
-    statement_rows(dir)
-        .iter()
-        .filter(|r| r.sqlstate.is_none() && r.sql.starts_with("INSERT INTO pgbench_history"))
-        .count()
-}
-
-#[test]
-fn kill_9_during_load_loses_at_most_one_batch_and_restart_converts_the_leftover() {
-    let db = cluster(&ClusterOptions::default());
-    run_ok(&mut pgbench(db.port(), &["-i", "-q", "-s", "1"]));
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cap");
-    let (mut proxy, port) = spawn_proxy(&db.addr(), &dir, &["--rotate-interval", "1s"]);
-    let mut load = pgbench(
-        port,
-        &["-n", "-M", "prepared", "-c", "4", "-j", "2", "-T", "60"],
-    );
-    let mut load = load
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed with closed files behind it and batches in the open segment.
-    wait_for(
-        Duration::from_secs(60),
-        "a converted file and a written batch",
-        || {
-            !files_with_ext(&dir, ".parquet").is_empty()
-                && files_with_ext(&dir, ".arrows").iter().any(|p| {
-                    std::fs::metadata(p)
-                        .map(|m| m.len() > 4096)
-                        .unwrap_or(false)
-                })
-        },
-    );
-    unsafe { libc::kill(proxy.id() as i32, libc::SIGKILL) };
-    proxy.wait().unwrap();
-    let _ = load.wait();
-    let before = files_with_ext(&dir, ".parquet");
-    assert!(
-        !files_with_ext(&dir, ".arrows").is_empty(),
-        "the killed run leaves its open segment"
-    );
-    let cap = Capture::open(&dir).unwrap();
-    assert!(
-        cap.errors.is_empty(),
-        "every earlier file is readable: {:?}",
-        cap.errors
-    );
-    assert_eq!(cap.files.len(), before.len());
-
-    // Restart: the leftover is converted before the proxy accepts clients.
-    let (mut proxy, _) = spawn_proxy(&db.addr(), &dir, &[]);
-    assert!(
-        files_with_ext(&dir, ".arrows").is_empty(),
-        "leftover segment converted at start"
-    );
-    unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
-    let status = proxy.wait().unwrap();
-    assert!(status.success(), "SIGTERM exits cleanly: {status}");
-    assert!(files_with_ext(&dir, ".arrows").is_empty());
-    for f in &before {
-        assert!(f.exists(), "{} survives the restart", f.display());
-    }
-    let cap = Capture::open(&dir).unwrap();
-    assert!(cap.errors.is_empty(), "{:?}", cap.errors);
-
-    // Every committed pgbench transaction inserted one history row; all but
-    // at most one batch (8192 rows) of its statements must be in the capture.
-    let committed: usize = db
-        .psql("postgres", "SELECT count(*) FROM pgbench_history")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let captured = count_tpcb_inserts(&dir);
-    assert!(committed > 0 && captured > 0);
-    let lost_statements = committed.saturating_sub(captured) * 7;
-    eprintln!(
-        "kill -9: {committed} committed transactions, {captured} captured inserts, ~{lost_statements} statements lost"
-    );
-    assert!(
-        lost_statements <= 8192,
-        "lost {lost_statements} statements: more than one batch"
     );
 }
 

@@ -53,8 +53,9 @@ pub fn writer_properties(kv: Vec<KeyValue>) -> WriterProperties {
 }
 
 /// Converts `segment` to Parquet beside it, adding `extra` key-value
-/// metadata; removes the segment. `Ok(None)` when the segment held no
-/// complete batch (it is removed too).
+/// metadata (and `recovered` when the segment ends in a torn batch); removes
+/// the segment. `Ok(None)` when the segment held no complete batch (it is
+/// removed too).
 pub fn convert_segment(
     segment: &Path,
     extra: &[(String, String)],
@@ -86,7 +87,26 @@ pub fn convert_segment(
     let tmp = segment.with_extension(format!("{PARQUET_EXT}.tmp"));
     // A leftover .tmp is an earlier conversion that died half-way.
     let _ = fs::remove_file(&tmp);
-    let out = create_private(&tmp)?;
+    let converted = write_parquet(segment, reader, kv, &tmp, &parquet);
+    if converted.is_err() {
+        // Disk full and the like: the segment stays for a later try, and the
+        // half-written .tmp must not hold on to the space it needs.
+        let _ = fs::remove_file(&tmp);
+    }
+    converted
+}
+
+/// The body of [`convert_segment`]: the batches of `reader` into `tmp`,
+/// renamed to `parquet`; the segment removed.
+fn write_parquet(
+    segment: &Path,
+    reader: StreamReader<std::io::BufReader<fs::File>>,
+    kv: Vec<KeyValue>,
+    tmp: &Path,
+    parquet: &Path,
+) -> Result<Option<Converted>, CaptureError> {
+    let schema = reader.schema();
+    let out = create_private(tmp)?;
     let mut writer = None;
     let mut rows = 0u64;
     let mut torn = false;
@@ -103,11 +123,11 @@ pub fn convert_segment(
             let props = writer_properties(kv.clone());
             writer = Some(
                 ArrowWriter::try_new(
-                    out.try_clone().map_err(|e| CaptureError::io(&tmp, e))?,
+                    out.try_clone().map_err(|e| CaptureError::io(tmp, e))?,
                     schema.clone(),
                     Some(props),
                 )
-                .map_err(|e| CaptureError::parquet(&tmp, e))?,
+                .map_err(|e| CaptureError::parquet(tmp, e))?,
             );
         }
         rows += batch.num_rows() as u64;
@@ -115,20 +135,20 @@ pub fn convert_segment(
             .as_mut()
             .expect("created above")
             .write(&batch)
-            .map_err(|e| CaptureError::parquet(&tmp, e))?;
+            .map_err(|e| CaptureError::parquet(tmp, e))?;
     }
     let Some(mut writer) = writer else {
         drop(out);
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
         fs::remove_file(segment).map_err(|e| CaptureError::io(segment, e))?;
         return Ok(None);
     };
-    if torn {
+    if torn && !kv.iter().any(|k| k.key == meta::RECOVERED) {
         writer.append_key_value_metadata(KeyValue::new(meta::RECOVERED.into(), "true".to_string()));
     }
-    writer.close().map_err(|e| CaptureError::parquet(&tmp, e))?;
-    out.sync_all().map_err(|e| CaptureError::io(&tmp, e))?;
-    fs::rename(&tmp, &parquet).map_err(|e| CaptureError::io(&parquet, e))?;
+    writer.close().map_err(|e| CaptureError::parquet(tmp, e))?;
+    out.sync_all().map_err(|e| CaptureError::io(tmp, e))?;
+    fs::rename(tmp, parquet).map_err(|e| CaptureError::io(parquet, e))?;
     if let Some(dir) = parquet.parent() {
         // Make the rename durable before the segment disappears.
         if let Ok(d) = fs::File::open(dir) {
@@ -137,10 +157,20 @@ pub fn convert_segment(
     }
     fs::remove_file(segment).map_err(|e| CaptureError::io(segment, e))?;
     Ok(Some(Converted {
-        parquet,
+        parquet: parquet.to_path_buf(),
         rows,
         torn,
     }))
+}
+
+/// Converts a leftover of an earlier run (killed, or stopped while its disk
+/// was full): marked `recovered` whether or not its last batch is torn, as
+/// its drop counts died with that run.
+pub fn convert_leftover(segment: &Path) -> Result<Option<Converted>, CaptureError> {
+    convert_segment(
+        segment,
+        &[(meta::RECOVERED.to_string(), "true".to_string())],
+    )
 }
 
 /// Leftover segments in `dir` (from a killed run), oldest first.

@@ -160,7 +160,7 @@ pub struct CaptureArgs {
     pub result_values_bytes: u64,
     /// Capacity of the queue between the sessions and the recorder, in events;
     /// when full, events are dropped and counted, never waited for.
-    #[arg(long, default_value_t = 65_536, hide = true)]
+    #[arg(long, default_value_t = 65_536, env = "PGTAPE_CAPTURE_QUEUE")]
     pub capture_queue: usize,
     /// Test hook: the recorder sleeps this long per event (simulates a slow disk).
     #[arg(long, default_value = "0s", value_parser = parse_duration, hide = true)]
@@ -168,6 +168,25 @@ pub struct CaptureArgs {
 }
 
 impl CaptureArgs {
+    /// Refuses settings that cannot work, naming the flag and the fix.
+    pub fn check(&self) -> Result<(), String> {
+        if self.capture.is_none() {
+            return Ok(());
+        }
+        if self.rotate_interval < std::time::Duration::from_secs(1) {
+            return Err(format!(
+                "--rotate-interval {}s would close a file per batch: give at least 1s, e.g. --rotate-interval 60s",
+                self.rotate_interval.as_secs_f64()
+            ));
+        }
+        if self.capture_queue == 0 {
+            return Err(
+                "--capture-queue must be at least 1 event, e.g. --capture-queue 65536".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// The recorder configuration, if `--capture` was given.
     pub fn recorder_config(&self, upstream: &str) -> Option<RecorderConfig> {
         let dir = self.capture.as_ref()?;

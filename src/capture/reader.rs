@@ -9,6 +9,11 @@
 //! across sessions, `seq` order within a session). Consumers that need one
 //! session's statements in order sort by (`session_id`, `seq`) or rely on the
 //! per-session order.
+//!
+//! Unconverted `.arrows` segments are listed apart (`pending_segments`);
+//! [`Capture::include_segments`] reads them as files too ([`segment`]).
+
+mod segment;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,6 +33,8 @@ use parquet::arrow::arrow_reader::{
 use super::CaptureError;
 use super::schema::{CAPTURE_SCHEMA_VERSION, meta};
 use super::segment::{PARQUET_EXT, SEGMENT_EXT};
+use segment::{SegmentBatches, check_segment};
+pub use segment::{SegmentExtent, SegmentNote};
 
 /// One readable capture file.
 #[derive(Debug, Clone)]
@@ -37,6 +44,8 @@ pub struct CaptureFile {
     pub version: u32,
     /// The file's key-value metadata (`pgtape.*` keys; see `schema::meta`).
     pub metadata: BTreeMap<String, String>,
+    /// An unconverted `.arrows` segment, and how much of it is read.
+    pub segment: Option<SegmentExtent>,
 }
 
 impl CaptureFile {
@@ -96,6 +105,35 @@ impl Capture {
         Ok(cap)
     }
 
+    /// Moves the unconverted segments into `files`, each read up to its last
+    /// complete batch; one note per segment, for the caller to name it. A
+    /// segment that cannot be read lands in `errors`.
+    pub fn include_segments(&mut self) -> Vec<SegmentNote> {
+        let mut notes = Vec::new();
+        for path in std::mem::take(&mut self.pending_segments) {
+            match check_segment(&path) {
+                Ok(Some(f)) => {
+                    notes.push(SegmentNote {
+                        path,
+                        rows: f.rows,
+                        torn: f.segment.is_some_and(|s| s.torn),
+                        empty: false,
+                    });
+                    self.files.push(f);
+                }
+                Ok(None) => notes.push(SegmentNote {
+                    path,
+                    rows: 0,
+                    torn: false,
+                    empty: true,
+                }),
+                Err(e) => self.errors.push(e),
+            }
+        }
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+        notes
+    }
+
     pub fn total_rows(&self) -> i64 {
         self.files.iter().map(|f| f.rows).sum()
     }
@@ -109,7 +147,11 @@ impl Capture {
     /// `schema::col`; columns a file lacks are left out of its batches).
     pub fn scan(&self, columns: &[&str]) -> Scan {
         Scan {
-            files: self.files.iter().map(|f| f.path.clone()).collect(),
+            files: self
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.segment))
+                .collect(),
             next_file: 0,
             columns: columns.iter().map(|s| s.to_string()).collect(),
             filter: None,
@@ -122,13 +164,30 @@ impl Capture {
 
 /// A streaming scan over a capture's files; yields `Result<RecordBatch>`.
 pub struct Scan {
-    files: Vec<PathBuf>,
+    files: Vec<(PathBuf, Option<SegmentExtent>)>,
     next_file: usize,
     columns: Vec<String>,
     filter: Option<(Vec<String>, Predicate)>,
     dictionary: Vec<String>,
     batch_size: usize,
-    current: Option<(PathBuf, ParquetRecordBatchReader)>,
+    current: Option<(PathBuf, Batches)>,
+}
+
+/// The batches of the file a scan is in.
+enum Batches {
+    Parquet(ParquetRecordBatchReader),
+    Segment(SegmentBatches),
+}
+
+impl Iterator for Batches {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Batches::Parquet(r) => r.next(),
+            Batches::Segment(r) => r.next(),
+        }
+    }
 }
 
 impl Scan {
@@ -228,9 +287,20 @@ impl Iterator for Scan {
                     None => self.current = None,
                 }
             }
-            let path = self.files.get(self.next_file)?.clone();
+            let (path, segment) = self.files.get(self.next_file)?.clone();
             self.next_file += 1;
-            match self.open(&path) {
+            let opened = match segment {
+                None => self.open(&path).map(Batches::Parquet),
+                Some(extent) => SegmentBatches::new(
+                    &path,
+                    extent,
+                    &self.columns,
+                    self.filter.clone(),
+                    &self.dictionary,
+                )
+                .map(Batches::Segment),
+            };
+            match opened {
                 Ok(r) => self.current = Some((path, r)),
                 Err(e) => return Some(Err(e)),
             }
@@ -288,5 +358,6 @@ pub fn check_file(path: &Path) -> Result<CaptureFile, CaptureError> {
         rows: fm.num_rows(),
         version,
         metadata,
+        segment: None,
     })
 }

@@ -2,11 +2,12 @@
 //! channel's receiving end, batches events (by count or age, so a killed proxy
 //! loses at most one batch), appends the batches to the open segment and
 //! rotates segments by size or age. A second thread converts closed segments
-//! to Parquet so a conversion never stalls the draining of the channel.
+//! to Parquet so a conversion never stalls the draining of the channel, and
+//! tries again those a full disk kept from converting.
 //!
 //! Drops (the tap found the channel full, or a write failed) are counted,
 //! logged at most once per interval and written into each file's metadata.
-//! The threads themselves are in [`worker`].
+//! The threads themselves are in [`worker`] and [`converter`].
 
 use crate::proxy::pump::now_us;
 use std::path::PathBuf;
@@ -15,10 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod converter;
 mod worker;
 
 use super::CaptureError;
-use super::convert::{convert_segment, leftover_segments};
+use super::convert::{convert_leftover, leftover_segments};
 use super::live::RecorderLive;
 use super::schema::CaptureInfo;
 use crate::proxy::event::{TapCounters, TapLimits, TapSender, tap_channel};
@@ -99,14 +101,21 @@ impl Recorder {
             .create(&cfg.dir)
             .map_err(|e| CaptureError::io(&cfg.dir, e))?;
         let mut files = Vec::new();
+        let mut retry = Vec::new();
         for seg in leftover_segments(&cfg.dir)? {
-            match convert_segment(&seg, &[])? {
-                Some(c) => {
+            match convert_leftover(&seg) {
+                Ok(Some(c)) => {
                     tracing::info!(file = %c.parquet.display(), rows = c.rows, torn = c.torn, "converted a leftover segment");
                     files.push(c.parquet);
                 }
-                None => {
+                Ok(None) => {
                     tracing::info!(segment = %seg.display(), "removed an empty leftover segment")
+                }
+                // A full disk must not keep the proxy from forwarding: the
+                // converter tries again once space returns.
+                Err(e) => {
+                    tracing::error!("cannot convert a leftover segment: {e}; it is tried again");
+                    retry.push(seg);
                 }
             }
         }
@@ -132,6 +141,7 @@ impl Recorder {
             stop.clone(),
             live.clone(),
             files,
+            retry,
         );
         let thread = std::thread::Builder::new()
             .name("pgtape-recorder".into())

@@ -29,7 +29,8 @@ pub mod meta {
     pub const DROPPED: &str = "pgtape.capture.dropped";
     /// Events dropped since the capture started, as of this segment's close.
     pub const DROPPED_TOTAL: &str = "pgtape.capture.dropped_total";
-    /// `true` when the segment was converted after a crash (torn tail cut).
+    /// `true` when the segment was converted after a crash: a leftover of an
+    /// earlier run, converted at the next start (a torn tail is cut).
     pub const RECOVERED: &str = "pgtape.capture.recovered";
     pub const REDACTED: &str = "pgtape.capture.params_redacted";
     /// `--max-copy-bytes` of the run (COPY data above it was not kept).

@@ -5,9 +5,15 @@
 //! Files are created with mode 0600 (captures hold query text and parameters)
 //! and named `<open time>-<capture id>-<n>.arrows`, so a directory listing
 //! sorts by time.
+//!
+//! What must stay true: the file is always a readable stream of whole
+//! batches. A batch is written in one piece; when that fails (disk full) the
+//! file is cut back to its last whole batch, so the same segment takes the
+//! next batch once space returns, and a segment that could not be finished
+//! still converts.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -44,26 +50,59 @@ pub fn segment_stem(info: &CaptureInfo, now_us: i64, n: u64) -> String {
     format!("{t}-{}-{n:05}", info.capture_id)
 }
 
-/// Counts bytes so rotation by size needs no `stat` per batch.
-struct Counting {
-    inner: BufWriter<File>,
+/// Holds one batch's IPC messages in memory and writes them to the file in
+/// one piece on flush; a failed flush cuts the file back to the bytes of
+/// whole batches. Also counts those bytes, so rotation by size needs no
+/// `stat` per batch.
+struct Staged {
+    file: File,
+    pending: Vec<u8>,
+    /// Bytes of whole messages on disk.
     written: u64,
+    /// A failed write could not be cut back: the tail of the file is not a
+    /// whole message, so nothing may follow it.
+    broken: bool,
 }
 
-impl Write for Counting {
+impl Write for Staged {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
+        self.pending.extend_from_slice(buf);
+        Ok(buf.len())
     }
+
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        if self.broken {
+            self.pending.clear();
+            return Err(std::io::Error::other(
+                "an earlier failed write left a partial batch",
+            ));
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.pending);
+        let n = self.pending.len() as u64;
+        self.pending.clear();
+        match result {
+            Ok(()) => {
+                self.written += n;
+                Ok(())
+            }
+            Err(e) => {
+                let cut = self
+                    .file
+                    .set_len(self.written)
+                    .and_then(|_| self.file.seek(SeekFrom::Start(self.written)));
+                self.broken = cut.is_err();
+                Err(e)
+            }
+        }
     }
 }
 
 pub struct Segment {
     path: PathBuf,
-    writer: StreamWriter<Counting>,
+    writer: StreamWriter<Staged>,
     opened: Instant,
     rows: u64,
 }
@@ -77,16 +116,25 @@ impl Segment {
     ) -> Result<Self, CaptureError> {
         let path = dir.join(format!("{}.{SEGMENT_EXT}", segment_stem(info, now_us, n)));
         let file = create_private(&path)?;
-        let out = Counting {
-            inner: BufWriter::with_capacity(1 << 20, file),
+        let out = Staged {
+            file,
+            pending: Vec::with_capacity(1 << 20),
             written: 0,
+            broken: false,
         };
         let opts = IpcWriteOptions::default()
             .try_with_compression(Some(CompressionType::ZSTD))
             .map_err(|e| CaptureError::arrow(&path, e))?;
-        let mut writer = StreamWriter::try_new_with_options(out, &info.schema(), opts)
-            .map_err(|e| CaptureError::arrow(&path, e))?;
-        writer.flush().map_err(|e| CaptureError::arrow(&path, e))?;
+        let started = StreamWriter::try_new_with_options(out, &info.schema(), opts)
+            .and_then(|mut w| w.flush().map(|_| w));
+        let writer = match started {
+            Ok(w) => w,
+            Err(e) => {
+                // Not even the schema fits (disk full): leave no empty file.
+                let _ = std::fs::remove_file(&path);
+                return Err(CaptureError::arrow(&path, e));
+            }
+        };
         Ok(Segment {
             path,
             writer,
@@ -97,6 +145,7 @@ impl Segment {
 
     /// Appends one batch and hands it to the OS (no fsync: surviving a
     /// process kill is the goal; a machine crash may lose the page cache).
+    /// On failure the file still ends with its last whole batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), CaptureError> {
         self.writer
             .write(batch)
@@ -104,6 +153,12 @@ impl Segment {
             .map_err(|e| CaptureError::arrow(&self.path, e))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
+    }
+
+    /// A failed write could not be cut back: the segment takes no more
+    /// batches (its whole ones still convert).
+    pub fn is_broken(&self) -> bool {
+        self.writer.get_ref().broken
     }
 
     pub fn bytes(&self) -> u64 {
@@ -123,6 +178,8 @@ impl Segment {
     }
 
     /// Writes the end-of-stream marker and syncs; returns the file's path.
+    /// When that fails the file is left a stream of whole batches without
+    /// its marker, which converts all the same.
     pub fn close(mut self) -> Result<PathBuf, CaptureError> {
         self.writer
             .finish()
@@ -131,11 +188,8 @@ impl Segment {
             .writer
             .into_inner()
             .map_err(|e| CaptureError::arrow(&self.path, e))?;
-        let file = out
-            .inner
-            .into_inner()
-            .map_err(|e| CaptureError::io(&self.path, e.into_error()))?;
-        file.sync_all()
+        out.file
+            .sync_all()
             .map_err(|e| CaptureError::io(&self.path, e))?;
         Ok(self.path)
     }

@@ -1,7 +1,8 @@
 //! `pgtape proxy`: a transparent PostgreSQL proxy with a statement tap.
 //!
 //! - [`server`]: listener, accept loop, graceful shutdown.
-//! - [`session`]: one connection's startup phase and upstream connection.
+//! - [`startup`]: the startup phase: SSL/GSSENC requests, CancelRequest, StartupMessage.
+//! - [`session`]: one connection: login deadline, upstream connection, the two pumps.
 //! - [`pump`]: the forwarding loop of one direction.
 //! - [`tap`]: pairs requests with replies and emits statement events.
 //! - [`event`]: the events and the bounded channel to the recorder.
@@ -13,6 +14,7 @@ pub mod event;
 pub mod pump;
 pub mod server;
 pub mod session;
+pub mod startup;
 pub mod tap;
 
 use std::net::SocketAddr;
@@ -61,6 +63,11 @@ pub struct ProxyArgs {
     /// Give up connecting to the upstream after this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Close a client that has not finished its startup and authentication
+    /// (up to its first ReadyForQuery) within this long, as PostgreSQL's
+    /// `authentication_timeout` does.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PGTAPE_LOGIN_TIMEOUT")]
+    pub login_timeout: Duration,
     /// On SIGTERM/SIGINT, let sessions finish for this long before exiting.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -93,6 +100,8 @@ pub struct ProxyConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub max_message: usize,
     pub connect_timeout: Duration,
+    /// Startup and authentication must end (first ReadyForQuery) within this.
+    pub login_timeout: Duration,
     /// Where statement events go; `None` taps nothing out.
     pub tap: Option<TapSender>,
     /// Pre-registered metric handles (no-ops without `--metrics`).
@@ -111,21 +120,20 @@ impl ProxyConfig {
             tls: None,
             max_message: MAX_MESSAGE_LEN,
             connect_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(60),
             tap: None,
             metrics: Arc::new(crate::metrics::proxy::ProxyMetrics::noop()),
             console: Arc::new(admin::Console::default()),
         }
     }
 
+    /// Validates every flag before any I/O (name lookups aside): a proxy
+    /// that cannot work refuses to start, naming the flag and the fix.
     pub fn from_args(args: &ProxyArgs) -> anyhow::Result<Self> {
         let mut cfg = ProxyConfig::new(args.upstream.clone());
-        if !args.upstream.contains(':') {
-            anyhow::bail!(
-                "--upstream {:?} needs a port, e.g. --upstream {}:5432",
-                args.upstream,
-                args.upstream
-            );
-        }
+        check_address("--upstream", &args.upstream, 5432, false)?;
+        check_address("--listen", &args.listen, 6432, true)?;
+        args.capture.check().map_err(anyhow::Error::msg)?;
         cfg.upstream_tls = args.upstream_tls;
         if let Some(ca) = &args.upstream_ca {
             cfg.upstream_tls_config = crate::wire::tls::client_config_verified(ca)?;
@@ -138,43 +146,44 @@ impl ProxyConfig {
         }
         cfg.max_message = args.max_message_size;
         cfg.connect_timeout = args.connect_timeout;
+        if args.login_timeout.is_zero() {
+            anyhow::bail!("--login-timeout must be more than 0, e.g. --login-timeout 60s");
+        }
+        cfg.login_timeout = args.login_timeout;
         Ok(cfg)
+    }
+}
+
+/// Checks a `host:port` flag: a port (0 only where `zero_ok`, to let the
+/// system pick), and a host that resolves.
+fn check_address(flag: &str, value: &str, example: u16, zero_ok: bool) -> anyhow::Result<()> {
+    let Some((host, port)) = value.rsplit_once(':') else {
+        anyhow::bail!("{flag} {value:?} needs a port, e.g. {flag} {value}:{example}");
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host_or = if host.is_empty() { "127.0.0.1" } else { host };
+    let port = match port.parse::<u16>() {
+        Ok(p) if p > 0 || zero_ok => p,
+        _ => anyhow::bail!(
+            "{flag} {value:?}: {port:?} is not a port (1 to 65535), e.g. {flag} {host_or}:{example}"
+        ),
+    };
+    if host.is_empty() {
+        anyhow::bail!("{flag} {value:?} needs a host, e.g. {flag} 127.0.0.1:{port}");
+    }
+    use std::net::ToSocketAddrs;
+    match (host, port).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => anyhow::bail!("{flag} {value:?}: host {host:?} has no address; check the name"),
+        Err(e) => anyhow::bail!(
+            "{flag} {value:?}: cannot resolve host {host:?} ({e}); check the name, or give an IP address"
+        ),
     }
 }
 
 /// Runs `pgtape proxy` until SIGTERM or SIGINT.
 pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
     let mut cfg = ProxyConfig::from_args(&args)?;
-    // Started before the listener so leftovers of a killed run are converted
-    // first; closed after `serve` so the open segment is converted on SIGTERM.
-    let recorder = match args.capture.recorder_config(&cfg.upstream) {
-        Some(rc) => {
-            let dir = rc.dir.clone();
-            let r = crate::capture::Recorder::start(rc).with_context(|| {
-                format!("cannot start recording to --capture {}", dir.display())
-            })?;
-            tracing::info!(capture = %dir.display(), capture_id = %r.info().capture_id, "recording");
-            cfg.tap = Some(r.sender());
-            Some(r)
-        }
-        None => None,
-    };
-    let capture = recorder
-        .as_ref()
-        .zip(args.capture.capture.as_ref())
-        .map(|(r, dir)| admin::CaptureView::of(r, dir));
-    cfg.console = Arc::new(admin::Console::new(
-        args.admin_users.clone(),
-        capture.clone(),
-    ));
-    let exporter = args.metrics.map(|_| crate::metrics::Exporter::new("proxy"));
-    if let Some(exp) = &exporter {
-        let m = Arc::new(crate::metrics::proxy::ProxyMetrics::new(exp));
-        cfg.metrics = m.clone();
-        if let Some(c) = capture {
-            crate::metrics::proxy::watch_capture(exp, m, c);
-        }
-    }
     let threads = match args.threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
         Some(n) => n,
@@ -188,21 +197,82 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    // From here a SIGTERM ends the proxy cleanly, even one sent while it
+    // converts leftovers or binds its ports.
+    let shutdown = {
+        let _in_runtime = rt.enter();
+        crate::cli::shutdown_signal_from_now()
+    };
+    // Started before the listener so leftovers of a killed run are converted
+    // before a client can connect; closed after `serve` so the open segment
+    // is converted on SIGTERM.
+    let created_dir = args.capture.capture.clone().filter(|d| !d.exists());
+    let recorder = match args.capture.recorder_config(&cfg.upstream) {
+        Some(rc) => {
+            let dir = rc.dir.clone();
+            let r = crate::capture::Recorder::start(rc).with_context(|| {
+                format!("cannot start recording to --capture {}", dir.display())
+            })?;
+            tracing::info!(capture = %dir.display(), capture_id = %r.info().capture_id, "recording");
+            cfg.tap = Some(r.sender());
+            Some(r)
+        }
+        None => None,
+    };
+    let exporter = args.metrics.map(|_| crate::metrics::Exporter::new("proxy"));
+    let bound = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on --listen {}; pick a free address or stop what holds it",
+                    args.listen
+                )
+            })?;
         if let (Some(exp), Some(addr)) = (&exporter, args.metrics) {
+            exp.serve(addr).await?;
+        }
+        Ok::<_, anyhow::Error>(listener)
+    });
+    let listener = match bound {
+        Ok(l) => l,
+        Err(e) => {
+            // A proxy that never ran leaves no empty capture directory.
+            if let Some(r) = recorder {
+                let _ = r.close();
+            }
+            if let Some(dir) = created_dir {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e);
+        }
+    };
+    let capture = recorder
+        .as_ref()
+        .zip(args.capture.capture.as_ref())
+        .map(|(r, dir)| admin::CaptureView::of(r, dir));
+    cfg.console = Arc::new(admin::Console::new(
+        args.admin_users.clone(),
+        capture.clone(),
+    ));
+    if let Some(exp) = &exporter {
+        let m = Arc::new(crate::metrics::proxy::ProxyMetrics::new(exp));
+        cfg.metrics = m.clone();
+        if let Some(c) = capture {
+            crate::metrics::proxy::watch_capture(exp, m, c);
+        }
+    }
+    rt.block_on(async {
+        if let Some(exp) = &exporter {
             exp.health
                 .probe_postgres("upstream", cfg.upstream.clone(), Duration::from_secs(2));
-            exp.serve(addr).await?;
         }
         tracing::info!(listen = %listener.local_addr()?, upstream = %cfg.upstream, threads, "proxy ready");
         server::serve_on(
             &workers,
             listener,
             Arc::new(cfg),
-            crate::cli::shutdown_signal(),
+            shutdown,
             args.shutdown_grace,
         )
         .await?;

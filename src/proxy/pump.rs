@@ -58,7 +58,17 @@ pub async fn pump(
     ctx: &PumpCtx<'_>,
     stop: &mut oneshot::Receiver<Option<Vec<u8>>>,
 ) -> End {
+    // The other pump drops its sender without a word when its reading side
+    // ends cleanly: a client's half-close must not stop the replies still
+    // on their way to it, so a closed channel only disarms the stop.
+    let mut stop_armed = true;
     loop {
+        // Frames already buffered go first: on the first pass these are the
+        // bytes a client sent together with its StartupMessage (a pipelined
+        // first query), which must not wait for the client's next send.
+        if let Err(end) = forward_frames(wr, buf, ctx).await {
+            return end;
+        }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
@@ -68,8 +78,12 @@ pub async fn pump(
             // malformed client frame) reaches the client even when the
             // upstream's EOF, which that stop caused, is already readable.
             biased;
-            last = &mut *stop => {
-                if let Ok(Some(frame)) = last {
+            last = &mut *stop, if stop_armed => {
+                let Ok(last) = last else {
+                    stop_armed = false;
+                    continue;
+                };
+                if let Some(frame) = last {
                     let _ = wr.write_all(&frame).await;
                 }
                 let _ = wr.shutdown().await;
@@ -81,45 +95,58 @@ pub async fn pump(
             },
         };
         if n == 0 {
+            // Complete frames were forwarded above; a torn last frame is
+            // dropped, as the server would drop it at EOF.
             let _ = wr.shutdown().await;
             return End::Eof;
         }
         ctx.bytes.increment(n as u64);
-        let now = now_us();
-        let (end, rewrite) = {
-            let mut tap = ctx.tap.lock().unwrap_or_else(|e| e.into_inner());
-            let rewrite = ctx.strip_sasl_plus && !tap.is_ready();
-            let mut frames = Frames::new(buf, ctx.dir, ctx.max_message);
-            for f in frames.by_ref() {
-                match f {
-                    Ok((tag, body)) => match ctx.dir {
-                        Direction::Frontend => tap.frontend(tag, body, now),
-                        Direction::Backend => tap.backend(tag, body, now),
-                    },
-                    Err(e) => return End::Malformed(e),
-                }
+    }
+}
+
+/// Shows every complete frame in `buf` to the tap and writes them on, leaving
+/// a partial frame at the front of `buf`.
+async fn forward_frames(
+    wr: &mut WriteHalf,
+    buf: &mut BytesMut,
+    ctx: &PumpCtx<'_>,
+) -> Result<(), End> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let now = now_us();
+    let (end, rewrite) = {
+        let mut tap = ctx.tap.lock().unwrap_or_else(|e| e.into_inner());
+        let rewrite = ctx.strip_sasl_plus && !tap.is_ready();
+        let mut frames = Frames::new(buf, ctx.dir, ctx.max_message);
+        for f in frames.by_ref() {
+            match f {
+                Ok((tag, body)) => match ctx.dir {
+                    Direction::Frontend => tap.frontend(tag, body, now),
+                    Direction::Backend => tap.backend(tag, body, now),
+                },
+                Err(e) => return Err(End::Malformed(e)),
             }
-            (frames.consumed(), rewrite)
-        };
-        if end > 0 {
-            let written = if rewrite {
-                wr.write_all(&rewrite_sasl(&buf[..end], ctx.max_message))
-                    .await
-            } else {
-                wr.write_all(&buf[..end]).await
-            };
-            if let Err(e) = written {
-                return End::Io(e);
-            }
-            buf.advance(end);
         }
-        // A frame larger than the buffer: grow once to hold it whole.
-        if let Ok(Some(f)) = peek_frame(buf, ctx.dir, ctx.max_message) {
-            if f.total > buf.capacity() {
-                buf.reserve(f.total - buf.len());
-            }
+        (frames.consumed(), rewrite)
+    };
+    if end > 0 {
+        let written = if rewrite {
+            wr.write_all(&rewrite_sasl(&buf[..end], ctx.max_message))
+                .await
+        } else {
+            wr.write_all(&buf[..end]).await
+        };
+        written.map_err(End::Io)?;
+        buf.advance(end);
+    }
+    // A frame larger than the buffer: grow once to hold it whole.
+    if let Ok(Some(f)) = peek_frame(buf, ctx.dir, ctx.max_message) {
+        if f.total > buf.capacity() {
+            buf.reserve(f.total - buf.len());
         }
     }
+    Ok(())
 }
 
 /// Copies a chunk of backend frames, replacing any AuthenticationSASL offer of

@@ -1,6 +1,10 @@
-//! One client connection: the startup phase (SSL and GSSENC negotiation,
-//! CancelRequest, the StartupMessage), the upstream connection, then the two
-//! pumps until either side ends.
+//! One client connection: the startup phase ([`super::startup`]), the
+//! upstream connection, then the two pumps until either side ends.
+//!
+//! What must stay true: everything up to the first ReadyForQuery (startup,
+//! TLS handshake, authentication relayed) ends within `--login-timeout`, as
+//! PostgreSQL's `authentication_timeout` bounds it, so a socket that sends
+//! nothing, or half a startup packet, cannot hold a connection forever.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,16 +16,16 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::admin::{self, SessionEntry};
 use super::event::ConnectEvent;
 use super::pump::{End, PumpCtx, now_us, pump};
+use super::startup::{Negotiated, code_of, negotiate};
 use super::tap::Tap;
 use super::{ProxyConfig, UpstreamTls};
-use crate::wire::frame::{
-    CANCEL_REQUEST_CODE, Direction, FrameError, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, peek_startup,
-};
+use crate::wire::frame::{Direction, FrameError, SSL_REQUEST_CODE};
 use crate::wire::messages::{error_response, startup_params};
 use crate::wire::stream::Stream;
 
@@ -35,6 +39,12 @@ pub enum SessionError {
     Version(u16, u16),
     #[error("client sent data after SSLRequest before the TLS handshake")]
     DataAfterSslRequest,
+    #[error("client sent a second {0}; it may be sent once, before the StartupMessage")]
+    RepeatedRequest(&'static str),
+    #[error(
+        "client did not finish its login within {0:?}; raise --login-timeout if clients are that slow"
+    )]
+    LoginTimeout(Duration),
     #[error("client closed the connection during startup")]
     ClosedDuringStartup,
     #[error("TLS handshake with client failed: {0}")]
@@ -54,27 +64,13 @@ impl SessionError {
         match self {
             SessionError::Startup(_)
             | SessionError::Version(..)
-            | SessionError::DataAfterSslRequest => Some(error_response("FATAL", "08P01", &text)),
+            | SessionError::DataAfterSslRequest
+            | SessionError::RepeatedRequest(_)
+            | SessionError::LoginTimeout(_) => Some(error_response("FATAL", "08P01", &text)),
             SessionError::Upstream { .. } => Some(error_response("FATAL", "08001", &text)),
             _ => None,
         }
     }
-}
-
-/// Reads one untagged startup-phase packet.
-async fn read_startup(s: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, SessionError> {
-    loop {
-        if let Some(len) = peek_startup(buf)? {
-            return Ok(buf.split_to(len));
-        }
-        if s.read_buf(buf).await? == 0 {
-            return Err(SessionError::ClosedDuringStartup);
-        }
-    }
-}
-
-fn code_of(packet: &[u8]) -> u32 {
-    u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]])
 }
 
 /// Serves one client connection to the end.
@@ -85,7 +81,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, cfg: Arc<ProxyConfig>) {
     let m = &cfg.metrics;
     m.client_connections_total.increment(1);
     m.client_connections.increment(1.0);
-    let result = run(&mut client, peer, session_id, &cfg).await;
+    let login_deadline = Instant::now() + cfg.login_timeout;
+    let result = run(&mut client, peer, session_id, &cfg, login_deadline).await;
     m.client_connections.decrement(1.0);
     if let Err(e) = result {
         match &e {
@@ -104,42 +101,16 @@ async fn run(
     peer: SocketAddr,
     session_id: u64,
     cfg: &ProxyConfig,
+    login_deadline: Instant,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::with_capacity(1024);
-    let startup = loop {
-        let packet = read_startup(client, &mut buf).await?;
-        match code_of(&packet) {
-            SSL_REQUEST_CODE => match (&cfg.tls, &*client) {
-                (Some(tls), Stream::Tcp(_)) => {
-                    if !buf.is_empty() {
-                        return Err(SessionError::DataAfterSslRequest);
-                    }
-                    client.write_all(b"S").await?;
-                    let Stream::Tcp(tcp) = std::mem::replace(client, Stream::Taken) else {
-                        unreachable!("checked above")
-                    };
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-                    let tls = acceptor
-                        .accept(tcp)
-                        .await
-                        .map_err(SessionError::ClientTls)?;
-                    *client = Stream::ServerTls(Box::new(tls));
-                }
-                _ => client.write_all(b"N").await?,
-            },
-            GSSENC_REQUEST_CODE => client.write_all(b"N").await?,
-            CANCEL_REQUEST_CODE => {
-                // Relayed as is: the key belongs to the upstream backend, which
-                // the client learnt from the BackendKeyData we passed through.
-                let mut up = connect_upstream(cfg).await?;
-                up.write_all(&packet).await?;
-                let _ = up.shutdown().await;
-                debug!(session_id, "cancel request forwarded");
-                return Ok(());
-            }
-            code if code >> 16 == 3 => break packet,
-            code => return Err(SessionError::Version((code >> 16) as u16, code as u16)),
-        }
+    let negotiated =
+        tokio::time::timeout_at(login_deadline, negotiate(client, &mut buf, cfg, session_id))
+            .await
+            .map_err(|_| SessionError::LoginTimeout(cfg.login_timeout))??;
+    let startup = match negotiated {
+        Negotiated::Startup(packet) => packet,
+        Negotiated::Cancelled => return Ok(()),
     };
     let code = code_of(&startup);
     let params = startup_params(&startup[8..]);
@@ -242,7 +213,17 @@ async fn run(
             End::Io(_) => {
                 let _ = stop_down_tx.send(None);
             }
-            End::Eof | End::Stopped => {}
+            // The client closed. With nothing left to answer (it sent
+            // Terminate, or just left) the session ends now, so its
+            // disconnect is not recorded after the next session's connect;
+            // replies still owed to a half-closed client are awaited.
+            End::Eof => {
+                let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
+                if !tap.awaits_replies() {
+                    tap.disconnect(String::new(), now_us());
+                }
+            }
+            End::Stopped => {}
         }
         end
     };
@@ -251,7 +232,29 @@ async fn run(
         let _ = stop_up_tx.send(None);
         end
     };
-    let (up_end, down_end) = tokio::join!(up, down);
+    // Authentication is relayed by the pumps: the login deadline holds until
+    // the tap has seen the first ReadyForQuery.
+    let login = async {
+        tokio::time::sleep_until(login_deadline).await;
+        if tap.lock().unwrap_or_else(|e| e.into_inner()).is_ready() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let ends = tokio::select! {
+        biased;
+        ends = async { tokio::join!(up, down) } => Some(ends),
+        () = login => None,
+    };
+    let Some((up_end, down_end)) = ends else {
+        let e = SessionError::LoginTimeout(cfg.login_timeout);
+        warn!(session_id, %peer, "{e}");
+        if let Some(frame) = e.to_client() {
+            let _ = cw.write_all(&frame).await;
+        }
+        let _ = cw.shutdown().await;
+        let _ = uw.shutdown().await;
+        return Ok(());
+    };
     let reason = match (&up_end, &down_end) {
         (End::Malformed(e), _) => format!("malformed client message: {e}"),
         (End::Io(e), _) => format!("client I/O error: {e}"),
@@ -278,7 +281,7 @@ impl Drop for Decrement<'_> {
 }
 
 /// Opens the upstream connection, negotiating TLS as `--upstream-tls` says.
-async fn connect_upstream(cfg: &ProxyConfig) -> Result<Stream, SessionError> {
+pub(super) async fn connect_upstream(cfg: &ProxyConfig) -> Result<Stream, SessionError> {
     let fail = |reason: String| SessionError::Upstream {
         upstream: cfg.upstream.clone(),
         reason,

@@ -153,10 +153,12 @@ impl Tap {
         })
     }
 
-    /// A complete frame from the client. Never sees the startup packet or
-    /// password messages (`p` is skipped).
+    /// A complete frame from the client. Never sees the startup packet;
+    /// password messages (`p`) are skipped. Other messages before the first
+    /// ReadyForQuery were pipelined behind the StartupMessage: the server
+    /// answers them after that ReadyForQuery, so they are queued as usual.
     pub fn frontend(&mut self, tag: u8, body: &[u8], now: i64) {
-        if !self.ready {
+        if !self.ready && tag == b'p' {
             return;
         }
         if self.ignoring_until_sync
@@ -252,9 +254,15 @@ impl Tap {
         }
     }
 
-    /// The session ended: flush what is pending and say why.
+    /// True while a request of the client is unanswered.
+    pub fn awaits_replies(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The session ended: flush what is pending and say why. Once: the tap
+    /// records nothing after it.
     pub fn disconnect(&mut self, reason: String, now: i64) {
-        let Some(tx) = &self.sender else { return };
+        let Some(tx) = self.sender.take() else { return };
         if !self.ready {
             return;
         }

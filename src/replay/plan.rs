@@ -112,12 +112,17 @@ pub struct Outline {
     pub typical_us: Arc<FastMap<i64, i64>>,
 }
 
-/// Opens a capture directory, naming every bad file; fails if nothing is readable.
+/// Opens a capture directory, naming every bad file; fails if nothing is
+/// readable. Unconverted `.arrows` segments are replayed up to their last
+/// complete batch, each named on stderr: a replay leaves nothing out silently.
 pub fn open(path: &Path) -> Result<Capture, PlanError> {
     if !path.exists() {
         return Err(PlanError::Missing(path.display().to_string()));
     }
     let mut cap = Capture::open(path)?;
+    for note in cap.include_segments() {
+        tracing::warn!("capture segment {note}");
+    }
     if let Some(e) = cap.errors.drain(..).next() {
         // A bad file must not be silently skipped in a replay: name it.
         return Err(PlanError::Capture(e));

@@ -27,6 +27,24 @@ pub enum TlsError {
         path: PathBuf,
         source: rustls::pki_types::pem::Error,
     },
+    #[error(
+        "cannot read the upstream's CA certificates {path}: {source}; pass a PEM file with --upstream-ca"
+    )]
+    Ca {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error(
+        "invalid CA certificate in {path}: {source}; pass the PEM of the CA that signed the upstream's certificate with --upstream-ca"
+    )]
+    CaInvalid {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error(
+        "{path} holds no PEM certificate; pass the CA that signed the upstream's certificate with --upstream-ca"
+    )]
+    CaEmpty { path: PathBuf },
     #[error("invalid TLS certificate or key: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -69,14 +87,20 @@ pub fn client_config_insecure() -> Arc<rustls::ClientConfig> {
 /// Client side verifying the server against the CA certificates in `ca`.
 pub fn client_config_verified(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|source| TlsError::Cert {
+    let ca_error = |source| TlsError::Ca {
         path: ca.into(),
         source,
-    })? {
-        roots.add(c.map_err(|source| TlsError::Cert {
-            path: ca.into(),
-            source,
-        })?)?;
+    };
+    for c in CertificateDer::pem_file_iter(ca).map_err(ca_error)? {
+        roots
+            .add(c.map_err(ca_error)?)
+            .map_err(|source| TlsError::CaInvalid {
+                path: ca.into(),
+                source,
+            })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::CaEmpty { path: ca.into() });
     }
     let cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?

@@ -1,16 +1,21 @@
-//! The recorder's threads: the one draining the tap channel into batches and
-//! segments ([`Worker`]), and the one converting closed segments to Parquet.
+//! The recorder's thread: drains the tap channel into batches and segments
+//! ([`Worker`]); closed segments go to the converter thread.
+//!
+//! What must stay true on a full disk: a failed write drops its batch
+//! (counted) and keeps the open segment, cut back to its last whole batch;
+//! writes are tried again after a back-off (200 ms doubling to 5 s), and no
+//! new file is opened and the segment does not rotate before that, so a disk
+//! that stays full costs no file churn and writing resumes where it stopped.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::converter::{Converter, Job};
 use super::{RecorderConfig, RecorderStats};
 use crate::capture::CaptureError;
-use crate::capture::convert::convert_segment;
 use crate::capture::live::RecorderLive;
 use crate::capture::rows::RowsBuilder;
 use crate::capture::schema::{CaptureInfo, meta};
@@ -21,37 +26,17 @@ use crate::proxy::pump::now_us;
 /// How long the recorder sleeps after draining a burst of events (events
 /// queue meanwhile; the channel holds far more than this much traffic).
 const DRAIN_PAUSE: Duration = Duration::from_millis(2);
+/// Back-off after a failed write: from the first to the longest wait.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-struct Converter {
-    tx: Sender<(PathBuf, Vec<(String, String)>)>,
-    thread: JoinHandle<()>,
-}
-
-fn start_converter(
-    files: Arc<Mutex<Vec<PathBuf>>>,
-    live: Arc<RecorderLive>,
-) -> Result<Converter, CaptureError> {
-    let (tx, rx) = channel::<(PathBuf, Vec<(String, String)>)>();
-    let thread = std::thread::Builder::new()
-        .name("pgtape-convert".into())
-        .spawn(move || {
-            for (seg, extra) in rx {
-                match convert_segment(&seg, &extra) {
-                    Ok(Some(c)) => {
-                        tracing::debug!(file = %c.parquet.display(), rows = c.rows, "segment converted");
-                        live.files.fetch_add(1, Ordering::Relaxed);
-                        *live.last_file.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(c.parquet.clone());
-                        files.lock().expect("converter list").push(c.parquet);
-                    }
-                    Ok(None) => {}
-                    // The segment stays; the next start converts it.
-                    Err(e) => tracing::error!("cannot convert segment: {e}"),
-                }
-            }
-        })
-        .map_err(|e| CaptureError::Thread(e.to_string()))?;
-    Ok(Converter { tx, thread })
+/// Writes are failing (disk full): when to try again, and how long the
+/// last wait was.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    wait: Duration,
+    next_try: Instant,
+    since: Instant,
 }
 
 pub(super) struct Worker {
@@ -70,6 +55,9 @@ pub(super) struct Worker {
     last_drop_log: Instant,
     stats: RecorderStats,
     converter: Option<(Converter, Arc<Mutex<Vec<PathBuf>>>)>,
+    /// Leftovers that could not be converted at start, for the converter.
+    retry: Vec<Job>,
+    backoff: Option<Backoff>,
 }
 
 impl Worker {
@@ -80,6 +68,7 @@ impl Worker {
         stop: Arc<AtomicBool>,
         live: Arc<RecorderLive>,
         files: Vec<PathBuf>,
+        retry: Vec<PathBuf>,
     ) -> Worker {
         Worker {
             rows: RowsBuilder::new(&info),
@@ -100,6 +89,11 @@ impl Worker {
                 ..Default::default()
             },
             converter: None,
+            retry: retry
+                .into_iter()
+                .map(|seg| Job::failed_once(seg, vec![(meta::RECOVERED.into(), "true".into())]))
+                .collect(),
+            backoff: None,
         }
     }
 
@@ -122,7 +116,11 @@ impl Worker {
 
     fn run(&mut self, rx: Receiver<TapEvent>) -> Result<RecorderStats, CaptureError> {
         let files = Arc::new(Mutex::new(Vec::new()));
-        self.converter = Some((start_converter(files.clone(), self.live.clone())?, files));
+        let retry = std::mem::take(&mut self.retry);
+        self.converter = Some((
+            Converter::start(files.clone(), self.live.clone(), retry)?,
+            files,
+        ));
         let tick = self.cfg.batch_interval.min(Duration::from_millis(100));
         loop {
             let wait = match self.batch_started {
@@ -183,9 +181,14 @@ impl Worker {
             if self.rows.len() >= self.cfg.batch_rows || due {
                 self.flush_batch();
             }
-            if self.segment.as_ref().is_some_and(|s| {
-                s.bytes() >= self.cfg.rotate_size || s.age() >= self.cfg.rotate_interval
-            }) {
+            // Not while waiting out a failed write (a new segment could not
+            // be written either), but a due rotation is not put off for
+            // good: traffic may have stopped, leaving no write to succeed.
+            if self.backoff.is_none_or(|b| Instant::now() >= b.next_try)
+                && self.segment.as_ref().is_some_and(|s| {
+                    s.bytes() >= self.cfg.rotate_size || s.age() >= self.cfg.rotate_interval
+                })
+            {
                 self.rotate();
             }
             self.log_drops(false);
@@ -194,8 +197,7 @@ impl Worker {
         self.rotate();
         self.log_drops(true);
         let (conv, files) = self.converter.take().expect("started above");
-        drop(conv.tx);
-        let _ = conv.thread.join();
+        conv.finish();
         self.stats
             .files
             .extend(files.lock().expect("converter list").drain(..));
@@ -232,11 +234,14 @@ impl Worker {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!("cannot build a capture batch: {e}");
-                self.write_dropped += n;
-                self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
+                self.drop_rows(n);
                 return;
             }
         };
+        if self.backoff.is_some_and(|b| Instant::now() < b.next_try) {
+            self.drop_rows(n);
+            return;
+        }
         if self.segment.is_none() {
             self.segments_opened += 1;
             match Segment::create(&self.cfg.dir, &self.info, now_us(), self.segments_opened) {
@@ -250,9 +255,8 @@ impl Worker {
                     self.segment = Some(s);
                 }
                 Err(e) => {
-                    self.write_dropped += n;
-                    self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
-                    self.warn_write(&e);
+                    self.drop_rows(n);
+                    self.write_failed(&e);
                     return;
                 }
             }
@@ -262,21 +266,48 @@ impl Worker {
             Ok(()) => {
                 self.stats.rows += n;
                 self.live.rows.fetch_add(n, Ordering::Relaxed);
+                if let Some(b) = self.backoff.take() {
+                    tracing::info!(
+                        after = ?b.since.elapsed(),
+                        "capture writes again; rows were dropped meanwhile"
+                    );
+                }
             }
             Err(e) => {
-                // Disk full or the like: this batch is lost; start afresh next time.
-                self.write_dropped += n;
-                self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
-                self.warn_write(&e);
-                self.rotate();
+                // Disk full or the like: this batch is lost; the segment,
+                // cut back to its last whole batch, takes the next one.
+                let broken = seg.is_broken();
+                self.drop_rows(n);
+                self.write_failed(&e);
+                if broken {
+                    self.rotate();
+                }
             }
         }
     }
 
-    fn warn_write(&mut self, e: &CaptureError) {
-        if self.last_drop_log.elapsed() >= self.cfg.drop_log_interval || self.dropped_logged == 0 {
-            tracing::error!("capture write failed, rows dropped: {e}");
+    fn drop_rows(&mut self, n: u64) {
+        self.write_dropped += n;
+        self.live.write_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A write failed: log it (at most once per drop-log interval) and wait
+    /// longer before the next try.
+    fn write_failed(&mut self, e: &CaptureError) {
+        // Once per episode; the periodic drop warning says the rest.
+        if self.backoff.is_none() {
+            tracing::error!("capture write failed, rows dropped until it succeeds again: {e}");
         }
+        let now = Instant::now();
+        let (wait, since) = match self.backoff {
+            Some(b) => ((b.wait * 2).min(BACKOFF_MAX), b.since),
+            None => (BACKOFF_FIRST, now),
+        };
+        self.backoff = Some(Backoff {
+            wait,
+            next_try: now + wait,
+            since,
+        });
     }
 
     /// Closes the open segment and queues it for conversion.
@@ -300,14 +331,13 @@ impl Worker {
             (meta::DROPPED_TOTAL.to_string(), total.to_string()),
         ];
         self.dropped_attributed = total;
-        match seg.close() {
-            Ok(path) => {
-                if let Some((c, _)) = &self.converter {
-                    let _ = c.tx.send((path, extra));
-                }
-            }
-            // Left on disk as a leftover; the next start converts what it can.
-            Err(e) => tracing::error!("cannot close capture segment: {e}"),
+        let path = seg.path().to_path_buf();
+        if let Err(e) = seg.close() {
+            // Its end-of-stream marker is missing; its whole batches convert.
+            tracing::warn!("cannot finish capture segment: {e}");
+        }
+        if let Some((c, _)) = &self.converter {
+            c.send(Job::new(path, extra));
         }
     }
 

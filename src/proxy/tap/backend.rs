@@ -158,6 +158,9 @@ impl Tap {
             if let (Some(tx), Some(c)) = (&self.sender, self.connect.take()) {
                 tx.send(TapEvent::Connect(c));
             }
+            // This one ends the startup; what the client pipelined behind its
+            // StartupMessage is still queued and answered after it.
+            return;
         }
         // Pop through the message this ReadyForQuery answers; anything left
         // unanswered before it is settled now so the queue stays in step.
