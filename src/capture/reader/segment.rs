@@ -232,6 +232,7 @@ mod tests {
             upstream: "127.0.0.1:5432".into(),
             started_at_us: 1_714_564_800_000_000,
             params_redacted: false,
+            max_copy_bytes: 64 << 20,
         };
         let mut rows = RowsBuilder::new(&info);
         let mut seg = Segment::create(dir, &info, info.started_at_us, 1).unwrap();
