@@ -121,7 +121,13 @@ impl ResultsDir {
 
 /// Columns that results files of an earlier schema version lack: read
 /// when present.
-const OPTIONAL_COLUMNS: &[&str] = &[col::DELAY_US, col::COLUMN_TYPE_NAMES, col::REMAPPED];
+const OPTIONAL_COLUMNS: &[&str] = &[
+    col::DELAY_US,
+    col::ORDER_WAIT_US,
+    col::ORDER_RELEASED,
+    col::COLUMN_TYPE_NAMES,
+    col::REMAPPED,
+];
 
 const JOIN_COLUMNS: &[&str] = &[
     col::SESSION_ID,
