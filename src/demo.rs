@@ -255,13 +255,7 @@ async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     }
 
     steps.next("comparing results and latency");
-    let diff = crate::diff::DiffConfig {
-        // Without commit-order replay, reads race the inserts of other
-        // sessions: 3-6 % of this demo's reads are noise even on an
-        // identical target. With it, the default (95 %) holds.
-        min_coverage: 90.0,
-        ..Default::default()
-    };
+    let diff = crate::diff::DiffConfig::default();
     let verdict = crate::diff::run_diff(
         &results,
         &diff,
