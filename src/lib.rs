@@ -1,24 +1,33 @@
 //! pgtape records PostgreSQL traffic at the wire level and replays it against
 //! a source and a target database at once.
 //!
-//! Modules follow the data's path:
-//! - [`wire`]: framing, the messages pgtape reads, TLS for both sides.
-//! - [`proxy`]: listener, session pump and the statement tap.
-//! - [`workload`]: the synthetic analytics app and order workflow: real traffic to record.
-//! - [`capture`]: the recorder (Arrow IPC segments → Parquet) and the capture reader.
-//! - [`replay`]: re-issues a capture against source and target in parallel; result files.
-//! - [`diff`]: a replay's source and target results joined, classed, noise
-//!   cancelled, latency compared; the verdict and its exit code.
-//! - [`report`]: summaries of a capture and verdicts of a replay; table, JSON,
-//!   Markdown and HTML exporters.
-//! - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place.
-//! - [`demo`]: the whole story on one machine, one command.
-//! - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
-//! - [`redis_server`]: throw-away redis-server processes (tests, demo).
-//! - [`workers`]: thread-per-core runtimes that proxy and replay sessions are spread over.
-//! - [`cli`]: the command line, validated into each command's configuration.
-//! - [`logging`]: tracing to stderr, text or JSON.
-//! - [`fasthash`]: the hasher of the per-row maps.
+//! Modules follow the data's path, lowest layer first; a module uses only the
+//! layers listed before its own, never its neighbours or a later one
+//! (`tests/layers.rs` keeps the order):
+//!
+//! 1. Foundations, knowing nothing of captures, sessions or verdicts:
+//!    - [`fasthash`]: the hasher of the per-row maps.
+//!    - [`logging`]: tracing to stderr, text or JSON.
+//!    - [`wire`]: framing, the messages pgtape reads, TLS for both sides.
+//!    - [`workers`]: thread-per-core runtimes that proxy and replay sessions are spread over.
+//!    - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place.
+//!    - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
+//!    - [`redis_server`]: throw-away redis-server processes (tests, demo).
+//! 2. [`capture`]: the tap event contract, the recorder (Arrow IPC segments →
+//!    Parquet) and the capture reader.
+//! 3. [`proxy`]: listener, session pump and the statement tap (produces events);
+//!    [`replay`]: re-issues a capture against source and target in parallel
+//!    (consumes captures, owns the result files).
+//! 4. [`diff`]: a replay's source and target results joined, classed, noise
+//!    cancelled, latency compared; the verdict and its exit code.
+//! 5. [`report`]: summaries of a capture and verdicts of a replay; table, JSON,
+//!    Markdown and HTML exporters.
+//! 6. [`demo`]: the whole story on one machine, one command.
+//! 7. [`cli`]: the command line, validated into each command's configuration.
+//!
+//! Beside the stack, on the foundations only: [`workload`], the synthetic
+//! analytics app and order workflow (real traffic to record); only the
+//! commands use it.
 
 pub mod capture;
 pub mod cli;
