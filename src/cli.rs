@@ -5,15 +5,11 @@ use clap::{Parser, Subcommand};
 
 use crate::logging::LogFormat;
 
-/// Exit codes, shared by every command.
-pub mod exit {
-    /// Success; for verdicts, the migration passes.
-    pub const OK: i32 = 0;
-    /// A verdict failed: a divergence or a latency regression over the threshold.
-    pub const VERDICT_FAILED: i32 = 1;
-    /// Bad input or a runtime error.
-    pub const ERROR: i32 = 2;
-}
+/// The exit codes, documented in `--help` below.
+pub use crate::process::exit;
+// `replay::run` still reaches for the signal here; it moves to
+// `crate::process` when that file is next changed.
+pub use crate::process::shutdown_signal;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,49 +55,6 @@ pub fn error_text(e: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-/// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 30s, 5m, 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    shutdown_signal_from_now().await
-}
-
-/// Installs the SIGTERM and SIGINT handlers at once (call it inside a
-/// runtime), so a signal that arrives before the returned future is first
-/// polled (during start-up) still ends the command cleanly.
-pub fn shutdown_signal_from_now() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    }
 }
 
 #[cfg(test)]

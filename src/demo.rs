@@ -31,7 +31,7 @@ pub enum Scenario {
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// How long the workload runs through the proxy.
-    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::clock::parse_duration)]
     pub duration: Duration,
     /// Replay speed.
     #[arg(long, default_value_t = 2.0)]
@@ -102,9 +102,9 @@ pub fn main(args: DemoArgs) -> anyhow::Result<i32> {
     rt.block_on(async {
         tokio::select! {
             r = run(&args) => r,
-            _ = crate::cli::shutdown_signal() => {
+            _ = crate::process::shutdown_signal() => {
                 eprintln!("interrupted: stopping every process the demo started");
-                Ok(crate::cli::exit::ERROR)
+                Ok(crate::process::exit::ERROR)
             }
         }
     })
@@ -281,5 +281,5 @@ async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         capture_dir.display()
     )?;
     drop((production, source, target, redis));
-    Ok(crate::cli::exit::OK)
+    Ok(crate::process::exit::OK)
 }

@@ -8,6 +8,8 @@
 //! 1. Foundations, knowing nothing of captures, sessions or verdicts:
 //!    - [`fasthash`]: the hasher of the per-row maps.
 //!    - [`logging`]: tracing to stderr, text or JSON.
+//!    - [`clock`]: UTC microseconds, durations as flags spell them, latency histograms.
+//!    - [`process`]: exit codes and the shutdown signals.
 //!    - [`wire`]: framing, the messages pgtape reads, TLS for both sides.
 //!    - [`workers`]: thread-per-core runtimes that proxy and replay sessions are spread over.
 //!    - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place.
@@ -31,12 +33,14 @@
 
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod demo;
 pub mod diff;
 pub mod fasthash;
 pub mod logging;
 pub mod metrics;
+pub mod process;
 pub mod proxy;
 pub mod redis_server;
 pub mod replay;

@@ -341,7 +341,7 @@ fn a_lock_taken_in_another_order_on_replay_is_released_and_the_replay_ends() {
     ))
     .unwrap();
     let tx = rec.sender();
-    let t0 = pgtape::proxy::pump::now_us();
+    let t0 = pgtape::clock::now_us();
     let ms = |m: i64| t0 + m * 1000;
     let stmt = |session: u64, seq: u64, at: i64, took: i64, sql: &str, tag: &str, tx: u8| {
         TapEvent::Statement(Box::new(StatementEvent {

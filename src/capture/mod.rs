@@ -31,7 +31,7 @@ pub use reader::{Capture, CaptureFile, Scan};
 pub use recorder::{Recorder, RecorderConfig, RecorderStats};
 pub use schema::{CAPTURE_SCHEMA_VERSION, CaptureInfo, capture_schema, col};
 
-use crate::cli::parse_duration;
+use crate::clock::parse_duration;
 use crate::proxy::event::TapLimits;
 
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@
 //! logged at most once per interval and written into each file's metadata.
 //! The threads themselves are in [`worker`] and [`converter`].
 
-use crate::proxy::pump::now_us;
+use crate::clock::now_us;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -28,7 +28,7 @@ use clap::ValueEnum;
 pub use event::{TapEvent, TapSender, tap_channel};
 pub use server::serve;
 
-use crate::cli::parse_duration;
+use crate::clock::parse_duration;
 use crate::wire::frame::MAX_MESSAGE_LEN;
 
 /// TLS to the upstream server, as libpq's `sslmode`.
@@ -201,7 +201,7 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
     // converts leftovers or binds its ports.
     let shutdown = {
         let _in_runtime = rt.enter();
-        crate::cli::shutdown_signal_from_now()
+        crate::process::shutdown_signal_from_now()
     };
     // Started before the listener so leftovers of a killed run are converted
     // before a client can connect; closed after `serve` so the open segment
@@ -290,7 +290,7 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
             "capture closed"
         );
     }
-    Ok(crate::cli::exit::OK)
+    Ok(crate::process::exit::OK)
 }
 
 #[cfg(test)]

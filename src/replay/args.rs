@@ -68,7 +68,7 @@ pub struct ReplayArgs {
     pub max_connections: usize,
     /// Open each connection this long before its recorded connect (`100ms`),
     /// so a new backend's start-up is not counted as its first statements' lag.
-    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::clock::parse_duration)]
     pub connect_ahead: Option<std::time::Duration>,
     /// Threads the replayed sessions run on (default: one per core).
     #[arg(long)]
@@ -83,7 +83,7 @@ pub struct ReplayArgs {
     pub order: OrderMode,
     /// Release a wait for order that has not moved for this long (a lock
     /// taken in another order on replay, a session that never gets there).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::clock::parse_duration)]
     pub order_timeout: std::time::Duration,
     /// Do not ask the servers (pg_blocking_pids) whether a wait for order is
     /// a lock cycle the replay made, which is otherwise released at once;
@@ -92,7 +92,7 @@ pub struct ReplayArgs {
     pub no_lock_check: bool,
     /// On SIGTERM or SIGINT: no statement starts, those in flight get this
     /// long, then the results are written; a second signal exits at once.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::clock::parse_duration)]
     pub shutdown_grace: std::time::Duration,
     /// Map captured users to replay users: `app=replay_app,batch=replay_batch`.
     #[arg(long, value_delimiter = ',')]
@@ -217,7 +217,7 @@ pub(super) fn resolve_time(s: &str, start_us: i64, flag: &str) -> anyhow::Result
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_micros());
     }
-    let d = crate::cli::parse_duration(s)
+    let d = crate::clock::parse_duration(s)
         .map_err(|_| anyhow::anyhow!("{flag} {s:?}: use an RFC 3339 time (2026-11-23T12:00:00Z) or an offset from the capture's start (30s, 5m)"))?;
     Ok(start_us + d.as_micros() as i64)
 }

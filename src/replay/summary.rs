@@ -39,10 +39,10 @@ impl SideStats {
             reasons: BTreeMap::new(),
             // Fixed bounds: an auto-resizing histogram would clamp every
             // value above its first 2 ms to its starting maximum.
-            lag: crate::report::summary::hist(3),
-            delay: crate::report::summary::hist(3),
-            latency: crate::report::summary::hist(3),
-            order_wait: crate::report::summary::hist(3),
+            lag: crate::clock::hist(3),
+            delay: crate::clock::hist(3),
+            latency: crate::clock::hist(3),
+            order_wait: crate::clock::hist(3),
             order_released: 0,
             same_as_captured: 0,
             first_us: i64::MAX,

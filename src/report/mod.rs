@@ -156,7 +156,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<i32> {
             lock.flush()?;
         }
     }
-    Ok(crate::cli::exit::OK)
+    Ok(crate::process::exit::OK)
 }
 
 /// `pgtape report RESULTS_DIR`: the diff's verdict, exit code included.

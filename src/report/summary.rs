@@ -20,6 +20,7 @@ use super::classify;
 pub use super::model::*;
 use crate::capture::schema::rfc3339_us;
 use crate::capture::{Capture, CaptureError, col};
+use crate::clock::hist;
 use crate::fasthash::FastMap;
 use rollup::{group, log2_buckets, rollup, round_group, series};
 
@@ -64,15 +65,6 @@ fn latency(h: &Histogram<u64>) -> Latency {
         p99_us: h.value_at_quantile(0.99),
         max_us: h.max(),
     }
-}
-
-/// Durations above an hour are counted as an hour.
-const MAX_TRACKED_US: u64 = 3_600_000_000;
-
-/// Fixed bounds: `saturating_record` on an auto-resizing histogram clamps to
-/// its *initial* range instead of growing (hdrhistogram 7).
-pub fn hist(sigfig: u8) -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_TRACKED_US, sigfig).expect("valid histogram bounds")
 }
 
 fn ms(us: u64) -> f64 {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::WorkloadError;
 use super::pattern::Pattern;
-use crate::cli::parse_duration;
+use crate::clock::parse_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -355,7 +355,7 @@ pub fn main(args: WorkloadArgs) -> anyhow::Result<i32> {
                 report.rows,
                 report.seconds
             );
-            Ok(crate::cli::exit::OK)
+            Ok(crate::process::exit::OK)
         }
         None => {
             let cfg = WorkloadConfig::from_args(&args.run)?;
@@ -383,10 +383,10 @@ pub fn main(args: WorkloadArgs) -> anyhow::Result<i32> {
                         crate::metrics::workload::observe(exp, rec);
                     }
                 };
-                run_observed(&cfg, crate::cli::shutdown_signal(), observe).await
+                run_observed(&cfg, crate::process::shutdown_signal(), observe).await
             })?;
             print!("{}", render(&summary, args.run.format));
-            Ok(crate::cli::exit::OK)
+            Ok(crate::process::exit::OK)
         }
     }
 }

@@ -20,8 +20,8 @@ use crate::capture::live::RecorderLive;
 use crate::capture::rows::RowsBuilder;
 use crate::capture::schema::{CaptureInfo, meta};
 use crate::capture::segment::Segment;
+use crate::clock::now_us;
 use crate::proxy::event::{TapCounters, TapEvent};
-use crate::proxy::pump::now_us;
 
 /// How long the recorder sleeps after draining a burst of events (events
 /// queue meanwhile; the channel holds far more than this much traffic).
