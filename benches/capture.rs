@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pgtape::capture::CaptureInfo;
+use pgtape::capture::TapEvent;
 use pgtape::capture::synth::{Synth, events, write_capture};
-use pgtape::proxy::TapEvent;
 
 fn recorder_path(c: &mut Criterion) {
     let n = 100_000u64;
@@ -24,7 +24,7 @@ fn recorder_path(c: &mut Criterion) {
         upstream: "127.0.0.1:5432".into(),
         started_at_us: 1_714_564_800_000_000,
         params_redacted: false,
-        max_copy_bytes: pgtape::proxy::event::TapLimits::MAX_COPY_BYTES,
+        max_copy_bytes: pgtape::capture::event::TapLimits::MAX_COPY_BYTES,
     };
     let mut g = c.benchmark_group("recorder");
     g.throughput(Throughput::Elements(evs.len() as u64));

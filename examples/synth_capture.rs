@@ -22,7 +22,7 @@ fn main() {
         upstream: "127.0.0.1:5432".into(),
         started_at_us: synth.start_us,
         params_redacted: false,
-        max_copy_bytes: pgtape::proxy::event::TapLimits::MAX_COPY_BYTES,
+        max_copy_bytes: pgtape::capture::event::TapLimits::MAX_COPY_BYTES,
     };
     // ~1 M rows per file, as a 128 MiB segment of real traffic would hold.
     let files = write_capture(

@@ -304,13 +304,13 @@ fn bad_files_are_named_and_the_others_still_load() {
     let recorder = Recorder::start(RecorderConfig::new(&dir, "127.0.0.1:5432")).unwrap();
     let tx = recorder.sender();
     for i in 1..=10u64 {
-        tx.send(pgtape::proxy::TapEvent::Statement(Box::new(
-            pgtape::proxy::event::StatementEvent {
+        tx.send(pgtape::capture::TapEvent::Statement(Box::new(
+            pgtape::capture::event::StatementEvent {
                 session_id: 1,
                 seq: i,
                 start_us: 1_700_000_000_000_000 + i as i64,
                 duration_us: 10,
-                protocol: pgtape::proxy::event::Protocol::Simple,
+                protocol: pgtape::capture::event::Protocol::Simple,
                 sql: bytes::Bytes::from_static(b"SELECT 1"),
                 statement_name: Default::default(),
                 param_oids: Default::default(),
@@ -394,7 +394,7 @@ fn regenerate_report_fixture() {
         upstream: "127.0.0.1:5432".into(),
         started_at_us: 1_714_564_800_000_000,
         params_redacted: false,
-        max_copy_bytes: pgtape::proxy::event::TapLimits::MAX_COPY_BYTES,
+        max_copy_bytes: pgtape::capture::event::TapLimits::MAX_COPY_BYTES,
     };
     let synth = Synth {
         statements: 2000,

@@ -33,18 +33,9 @@ const BESIDE: &[(&str, usize, usize)] = &[("workload", 3, 7)];
 /// Back-edges of the tree this test was written against, each removed by
 /// the commit that straightens it: (file, module it must not use).
 const KNOWN: &[(&str, &str)] = &[
-    ("src/capture/live.rs", "proxy"),
-    ("src/capture/mod.rs", "proxy"),
-    ("src/capture/recorder.rs", "proxy"),
-    ("src/capture/recorder/worker.rs", "proxy"),
-    ("src/capture/rows.rs", "proxy"),
-    ("src/capture/synth.rs", "proxy"),
     ("src/diff/detail.rs", "report"),
     ("src/diff/mod.rs", "report"),
     ("src/diff/verdict.rs", "cli"),
-    ("src/metrics/proxy.rs", "capture"),
-    ("src/metrics/proxy.rs", "proxy"),
-    ("src/metrics/workload.rs", "workload"),
     ("src/replay/args.rs", "diff"),
     ("src/replay/plan.rs", "report"),
     ("src/replay/run.rs", "cli"),

@@ -15,8 +15,8 @@ use arrow::array::{Array, AsArray};
 use pgtape::capture::{Capture, Recorder, RecorderConfig, col};
 use pgtape::cluster::ClusterOptions;
 use pgtape::metrics::Exporter;
-use pgtape::metrics::proxy::{ProxyMetrics, watch_capture};
 use pgtape::proxy::admin::{CaptureView, Console};
+use pgtape::proxy::metrics::{ProxyMetrics, watch_capture};
 use support::*;
 
 /// `GET path` on the metrics listener: (status code, body).
@@ -535,7 +535,7 @@ fn workload_metrics_show_operations_cache_pool_and_business_figures() {
         .block_on(workload::run_observed(
             &cfg,
             std::future::pending(),
-            move |rec| pgtape::metrics::workload::observe(&exp, rec),
+            move |rec| pgtape::workload::metrics::observe(&exp, rec),
         ))
         .unwrap();
     let (_, text) = get(addr, "/metrics");

@@ -325,7 +325,9 @@ fn a_table_another_session_created_is_there_for_the_insert_with_commit_order() {
 /// the replay ends and the release is counted.
 #[test]
 fn a_lock_taken_in_another_order_on_replay_is_released_and_the_replay_ends() {
-    use pgtape::proxy::event::{ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent};
+    use pgtape::capture::event::{
+        ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent,
+    };
     let mut prod = cluster(&ClusterOptions::default());
     prod.psql(
         "postgres",

@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use pgtape::capture::TapEvent;
 use pgtape::cluster::{Auth, ClusterOptions};
-use pgtape::proxy::TapEvent;
 use pgtape::wire::messages::{decode_oids, parse_bind, parse_error};
 use support::*;
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::fingerprint::Shape;
-use crate::proxy::event::StatementEvent;
+use crate::capture::event::StatementEvent;
 
 /// Fingerprints remembered for `SHOW STATS`; past
 /// this the table starts afresh rather than grow without bound.

@@ -3,6 +3,8 @@
 //! between the proxy, `pgtape report`, the replayer and outside tools; the
 //! columns are documented in `schema/capture.md`.
 //!
+//! - [`event`]: the tap event contract: what the proxy's tap hands to the
+//!   recorder, and the bounded, never-blocking channel it travels on.
 //! - [`schema`]: the Arrow schema, its version and the file metadata keys.
 //! - [`fingerprint`]: normalised SQL and its fingerprint (sqlparser tokenizer).
 //! - [`rows`]: tap events → Arrow batches (decodes Bind and OIDs).
@@ -14,6 +16,7 @@
 //! - [`synth`]: a deterministic synthetic workload (fixture, benchmarks).
 
 pub mod convert;
+pub mod event;
 pub mod fingerprint;
 pub mod live;
 pub mod reader;
@@ -27,12 +30,13 @@ pub mod synth;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use event::{TapEvent, TapSender, tap_channel};
 pub use reader::{Capture, CaptureFile, Scan};
 pub use recorder::{Recorder, RecorderConfig, RecorderStats};
 pub use schema::{CAPTURE_SCHEMA_VERSION, CaptureInfo, capture_schema, col};
 
 use crate::clock::parse_duration;
-use crate::proxy::event::TapLimits;
+use event::TapLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {

@@ -23,7 +23,7 @@ use super::CaptureError;
 use super::convert::{convert_leftover, leftover_segments};
 use super::live::RecorderLive;
 use super::schema::CaptureInfo;
-use crate::proxy::event::{TapCounters, TapLimits, TapSender, tap_channel};
+use crate::capture::event::{TapCounters, TapLimits, TapSender, tap_channel};
 use worker::Worker;
 
 /// How the recorder batches, rotates and (for tests) misbehaves.

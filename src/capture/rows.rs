@@ -20,8 +20,8 @@ use arrow::record_batch::RecordBatch;
 use super::fingerprint::Shape;
 use super::schema::CaptureInfo;
 use super::shape_cache::ShapeCache;
-use crate::proxy::event::CopyIn;
-use crate::proxy::event::{ConnectEvent, DisconnectEvent, StatementEvent, TapEvent};
+use crate::capture::event::CopyIn;
+use crate::capture::event::{ConnectEvent, DisconnectEvent, StatementEvent, TapEvent};
 use crate::wire::frame::{Direction, Frames};
 use crate::wire::messages::{decode_oids, parse_bind};
 

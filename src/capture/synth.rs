@@ -14,7 +14,7 @@ use super::convert::convert_segment;
 use super::rows::RowsBuilder;
 use super::schema::CaptureInfo;
 use super::segment::Segment;
-use crate::proxy::event::{ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent};
+use crate::capture::event::{ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent};
 
 /// xorshift64*: tiny, seedable, stable across platforms and crate versions.
 #[derive(Debug, Clone)]

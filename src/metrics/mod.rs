@@ -3,9 +3,11 @@
 //! - [`names`]: every metric name, in one place (the dashboards test reads it).
 //! - [`health`]: readiness checks behind `/health` (200, or 503 with the reasons).
 //! - [`http`]: the tiny HTTP listener serving `/metrics` and `/health`.
-//! - [`proxy`]: the proxy's pre-registered handles (atomics on the hot path).
-//! - [`workload`]: the workload's exporter, fed by its live recorder.
 //! - [`replay`]: the helpers the replayer calls, one per thing it measures.
+//!
+//! A foundation: the proxy's and the workload's handles, which read their
+//! own types, live beside them (`proxy::metrics`, `workload::metrics`) and
+//! use the names and the [`Exporter`] from here.
 //!
 //! Recording goes through the `metrics` facade into a
 //! `metrics-exporter-prometheus` recorder owned by an [`Exporter`]. The proxy
@@ -17,9 +19,7 @@
 pub mod health;
 pub mod http;
 pub mod names;
-pub mod proxy;
 pub mod replay;
-pub mod workload;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -204,25 +204,5 @@ mod tests {
         assert_eq!(sqlstate_class(b"42P01"), "42");
         assert_eq!(sqlstate_class(b"4"), "??");
         assert_eq!(sqlstate_class(b"\xff\xfe1"), "??");
-    }
-
-    #[test]
-    fn two_exporters_count_apart_and_render_histograms() {
-        let (a, b) = (Exporter::new("proxy"), Exporter::new("proxy"));
-        let (ma, _mb) = (proxy::ProxyMetrics::new(&a), proxy::ProxyMetrics::new(&b));
-        ma.bytes_from_client.increment(7);
-        let text = a.render();
-        assert!(
-            text.contains("pgtape_proxy_bytes_total{direction=\"client_to_upstream\"} 7"),
-            "{text}"
-        );
-        assert!(text.contains("pgtape_ready 1"), "{text}");
-        assert!(!b.render().contains("} 7\n"));
-        a.health.check("always", || Err("down for the test".into()));
-        assert_eq!(
-            a.health.status(),
-            Err(vec!["always: down for the test".to_string()])
-        );
-        assert!(a.render().contains("pgtape_ready 0"));
     }
 }

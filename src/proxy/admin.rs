@@ -33,8 +33,8 @@ use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_mes
 use tokio_util::codec::{Framed, FramedParts};
 
 use crate::capture::CaptureInfo;
+use crate::capture::event::TapCounters;
 use crate::capture::live::RecorderLive;
-use crate::proxy::event::TapCounters;
 use crate::wire::stream::Stream;
 
 /// The database name that reaches the console.

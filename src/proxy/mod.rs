@@ -5,12 +5,12 @@
 //! - [`session`]: one connection: login deadline, upstream connection, the two pumps.
 //! - [`pump`]: the forwarding loop of one direction.
 //! - [`tap`]: pairs requests with replies and emits statement events.
-//! - [`event`]: the events and the bounded channel to the recorder.
 //! - [`admin`]: the admin console (database `pgtape`), served with pgwire.
+//! - [`metrics`]: the proxy's pre-registered metric handles (atomics on the hot path).
 
 pub mod admin;
 mod admin_show;
-pub mod event;
+pub mod metrics;
 pub mod pump;
 pub mod server;
 pub mod session;
@@ -25,9 +25,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::ValueEnum;
 
-pub use event::{TapEvent, TapSender, tap_channel};
 pub use server::serve;
 
+use crate::capture::TapSender;
 use crate::clock::parse_duration;
 use crate::wire::frame::MAX_MESSAGE_LEN;
 
@@ -105,7 +105,7 @@ pub struct ProxyConfig {
     /// Where statement events go; `None` taps nothing out.
     pub tap: Option<TapSender>,
     /// Pre-registered metric handles (no-ops without `--metrics`).
-    pub metrics: Arc<crate::metrics::proxy::ProxyMetrics>,
+    pub metrics: Arc<self::metrics::ProxyMetrics>,
     /// The admin console's state: access list, capture, session list.
     pub console: Arc<admin::Console>,
 }
@@ -122,7 +122,7 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(60),
             tap: None,
-            metrics: Arc::new(crate::metrics::proxy::ProxyMetrics::noop()),
+            metrics: Arc::new(self::metrics::ProxyMetrics::noop()),
             console: Arc::new(admin::Console::default()),
         }
     }
@@ -256,10 +256,10 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<i32> {
         capture.clone(),
     ));
     if let Some(exp) = &exporter {
-        let m = Arc::new(crate::metrics::proxy::ProxyMetrics::new(exp));
+        let m = Arc::new(self::metrics::ProxyMetrics::new(exp));
         cfg.metrics = m.clone();
         if let Some(c) = capture {
-            crate::metrics::proxy::watch_capture(exp, m, c);
+            self::metrics::watch_capture(exp, m, c);
         }
     }
     rt.block_on(async {

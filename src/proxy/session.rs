@@ -20,11 +20,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::admin::{self, SessionEntry};
-use super::event::ConnectEvent;
 use super::pump::{End, PumpCtx, now_us, pump};
 use super::startup::{Negotiated, code_of, negotiate};
 use super::tap::Tap;
 use super::{ProxyConfig, UpstreamTls};
+use crate::capture::event::ConnectEvent;
 use crate::wire::frame::{Direction, FrameError, SSL_REQUEST_CODE};
 use crate::wire::messages::{error_response, startup_params};
 use crate::wire::stream::Stream;

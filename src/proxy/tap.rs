@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::admin::SessionEntry;
-use super::event::{
+use crate::capture::event::{
     ConnectEvent, DisconnectEvent, Protocol, StatementEvent, TapEvent, TapLimits, TapSender,
 };
 use crate::wire::messages as msg;
@@ -79,7 +79,7 @@ pub struct Tap {
     rows_mark: u64,
     /// Statements seen (sent or not), for the session listing and metrics.
     pub statements_seen: u64,
-    metrics: Option<Arc<crate::metrics::proxy::ProxyMetrics>>,
+    metrics: Option<Arc<crate::proxy::metrics::ProxyMetrics>>,
     entry: Option<Arc<SessionEntry>>,
 }
 
@@ -111,7 +111,7 @@ impl Tap {
     /// session's admin-console entry.
     pub fn observed(
         mut self,
-        metrics: Arc<crate::metrics::proxy::ProxyMetrics>,
+        metrics: Arc<crate::proxy::metrics::ProxyMetrics>,
         entry: Arc<SessionEntry>,
     ) -> Self {
         self.metrics = Some(metrics);

@@ -1,8 +1,8 @@
 //! The tap on COPY, multi-statement Queries and result values, driven by
 //! synthetic frames in the orderings real clients produce.
 
-use super::event::TapLimits;
 use super::tap_tests::{bind, drain, execute, parse, ready_tap};
+use crate::capture::event::TapLimits;
 use crate::wire::frame::{Direction, Frames};
 
 /// The frames of a kept COPY stream, as (type, body).
@@ -91,13 +91,13 @@ fn copy_in_a_multi_statement_query_and_its_failure_are_kept_in_order() {
 
 #[test]
 fn copy_data_over_the_limit_is_counted_not_kept() {
-    let (tx, rx, _) = super::event::tap_channel(16);
+    let (tx, rx, _) = crate::capture::event::tap_channel(16);
     let tx = tx.with_limits(TapLimits {
         max_copy_bytes: 10,
         ..Default::default()
     });
     // A tap whose recorder keeps 10 bytes of COPY data.
-    let connect = super::event::ConnectEvent {
+    let connect = crate::capture::event::ConnectEvent {
         session_id: 8,
         at_us: 0,
         user: "u".into(),
@@ -223,12 +223,12 @@ fn small_results_keep_their_values_large_ones_do_not() {
 /// result values.
 #[test]
 fn redaction_keeps_no_copy_data_and_no_result_values() {
-    let (tx, rx, _) = super::event::tap_channel(16);
+    let (tx, rx, _) = crate::capture::event::tap_channel(16);
     let tx = tx.with_limits(TapLimits {
         redact: true,
         ..Default::default()
     });
-    let connect = super::event::ConnectEvent {
+    let connect = crate::capture::event::ConnectEvent {
         session_id: 9,
         at_us: 0,
         user: "u".into(),

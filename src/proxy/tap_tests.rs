@@ -4,8 +4,8 @@
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
-use super::event::{ConnectEvent, StatementEvent, TapEvent, tap_channel};
 use super::tap::Tap;
+use crate::capture::event::{ConnectEvent, StatementEvent, TapEvent, tap_channel};
 
 pub(super) fn body(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
     let mut b = BytesMut::new();

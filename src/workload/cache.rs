@@ -121,7 +121,7 @@ impl Cache {
                     .arg(key)
                     .query_async(&mut con.clone())
                     .await;
-                crate::metrics::workload::redis("get", t.elapsed());
+                super::metrics::redis("get", t.elapsed());
                 r.map_err(|e| self.runtime_error(e)).ok().flatten()
             }
             Backend::Memory(m) => {
@@ -150,7 +150,7 @@ impl Cache {
                 }
                 let t = Instant::now();
                 let r: redis::RedisResult<()> = p.query_async(&mut con.clone()).await;
-                crate::metrics::workload::redis("set", t.elapsed());
+                super::metrics::redis("set", t.elapsed());
                 if let Err(e) = r {
                     self.runtime_error(e);
                 }
@@ -185,7 +185,7 @@ impl Cache {
                 }
                 let t = Instant::now();
                 let members = p.query_async::<Vec<Vec<String>>>(&mut con).await;
-                crate::metrics::workload::redis("invalidate", t.elapsed());
+                super::metrics::redis("invalidate", t.elapsed());
                 let members: Vec<Vec<String>> = match members {
                     Ok(m) => m,
                     Err(e) => {

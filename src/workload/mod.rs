@@ -11,6 +11,7 @@
 //! - [`cache`]: cache-aside with TTL tiers and tag invalidation; in-process fallback.
 //! - [`stats`]: per-operation histograms and live counters.
 //! - [`summary`]: the end-of-run report, text or JSON.
+//! - [`metrics`]: the workload's exporter, fed by its live recorder.
 //!
 //! Entry points: [`setup()`] then [`run`] (or [`run_observed`] to get the
 //! live counters, e.g. for a metrics exporter); [`main`] is the CLI edge.
@@ -18,6 +19,7 @@
 pub mod analytics;
 pub mod args;
 pub mod cache;
+pub mod metrics;
 pub mod orders;
 pub mod pattern;
 pub mod scheduler;
@@ -115,7 +117,7 @@ pub async fn run_observed(
     let cache_backend = cache.backend_name();
     let plan = Plan::new(cfg.warmup, cfg.duration, cfg.pattern, cfg.total_operations);
     let rec = Arc::new(Recorder::new(plan.measure_from));
-    crate::metrics::workload::track_pool(&pool, cfg.connections);
+    self::metrics::track_pool(&pool, cfg.connections);
     observe(rec.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let gate = Gate::new((cfg.connections * 8).max(256), stop_rx.clone());
@@ -170,10 +172,7 @@ pub async fn run_observed(
                 || events.next_request(),
                 |batch, due| {
                     if let Some(first) = batch.first() {
-                        crate::metrics::workload::ingested(
-                            first.org,
-                            batch.iter().map(|e| e.event_type),
-                        );
+                        self::metrics::ingested(first.org, batch.iter().map(|e| e.event_type));
                     }
                     let (ctx, con) = (ctx.clone(), stream_con.clone());
                     async move {
@@ -380,7 +379,7 @@ pub fn main(args: WorkloadArgs) -> anyhow::Result<i32> {
                 }
                 let observe = |rec: Arc<Recorder>| {
                     if let Some(exp) = &exporter {
-                        crate::metrics::workload::observe(exp, rec);
+                        self::metrics::observe(exp, rec);
                     }
                 };
                 run_observed(&cfg, crate::process::shutdown_signal(), observe).await

@@ -170,7 +170,7 @@ impl Recorder {
         live.fetch_add(1, Ordering::Relaxed);
         self.live.events.fetch_add(o.events, Ordering::Relaxed);
         let elapsed = o.scheduled.elapsed();
-        crate::metrics::workload::outcome(&o, elapsed);
+        super::metrics::outcome(&o, elapsed);
         if !self.measuring(o.scheduled) {
             return;
         }

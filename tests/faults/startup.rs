@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
+use pgtape::capture::TapEvent;
 use pgtape::cluster::{Auth, ClusterOptions};
-use pgtape::proxy::TapEvent;
 use pgtape::wire::frame::{GSSENC_REQUEST_CODE, SSL_REQUEST_CODE};
 
 use super::{query, read_reply, read_to_close, request, startup_postgres};

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use pgtape::capture::event::{StatementEvent, TapCounters};
+use pgtape::capture::{TapEvent, tap_channel};
 use pgtape::cluster::{Cluster, ClusterOptions};
-use pgtape::proxy::event::{StatementEvent, TapCounters};
-use pgtape::proxy::{ProxyConfig, TapEvent, tap_channel};
+use pgtape::proxy::ProxyConfig;
 use tokio::sync::oneshot;
 
 /// A proxy serving on 127.0.0.1:<port> inside the test process.

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use super::converter::{Converter, Job};
 use super::{RecorderConfig, RecorderStats};
 use crate::capture::CaptureError;
+use crate::capture::event::{TapCounters, TapEvent};
 use crate::capture::live::RecorderLive;
 use crate::capture::rows::RowsBuilder;
 use crate::capture::schema::{CaptureInfo, meta};
 use crate::capture::segment::Segment;
 use crate::clock::now_us;
-use crate::proxy::event::{TapCounters, TapEvent};
 
 /// How long the recorder sleeps after draining a burst of events (events
 /// queue meanwhile; the channel holds far more than this much traffic).

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{Expect, Tap, portal_name};
-use crate::proxy::event::{StatementEvent, TapEvent, TapLimits};
+use crate::capture::event::{StatementEvent, TapEvent, TapLimits};
 use crate::wire::frame::{Direction, Frames};
 use crate::wire::messages as msg;
 use crate::wire::rowhash::RowHash;

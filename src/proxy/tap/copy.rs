@@ -17,7 +17,7 @@
 use bytes::BufMut;
 
 use super::{Expect, Tap};
-use crate::proxy::event::CopyIn;
+use crate::capture::event::CopyIn;
 use crate::wire::frame::{Direction, Frames};
 
 impl Tap {

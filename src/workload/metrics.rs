@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 
-use super::{Exporter, names};
-use crate::workload::stats::{Outcome, Recorder};
+use super::stats::{Outcome, Recorder};
+use crate::metrics::{Exporter, names};
 
 /// Organisations count as active for this long after their last event.
 const ACTIVE_WINDOW: Duration = Duration::from_secs(60);

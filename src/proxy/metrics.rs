@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 
 use metrics::{Counter, Gauge, Histogram};
 
-use super::{Exporter, names};
+use crate::capture::event::{Protocol, StatementEvent, TapCounters};
 use crate::capture::live::RecorderLive;
-use crate::proxy::event::{Protocol, StatementEvent, TapCounters};
+use crate::metrics::{Exporter, names};
 
 /// SQLSTATE classes are two characters of [0-9A-Z].
 const CLASSES: usize = 36 * 36;
@@ -88,7 +88,7 @@ impl ProxyMetrics {
     }
 
     fn error(&self, code: &[u8]) {
-        let class = super::sqlstate_class(code);
+        let class = crate::metrics::sqlstate_class(code);
         let slot = class
             .bytes()
             .map(|b| match b {
@@ -144,7 +144,7 @@ impl ProxyMetrics {
 pub fn watch_capture(
     exporter: &Exporter,
     metrics: std::sync::Arc<ProxyMetrics>,
-    capture: crate::proxy::admin::CaptureView,
+    capture: super::admin::CaptureView,
 ) {
     let live = capture.live.clone();
     exporter.health.check("recorder", move || {
@@ -155,4 +155,29 @@ pub fn watch_capture(
         }
     });
     exporter.before_render(move || metrics.capture(&capture.counters, &capture.live));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_exporters_count_apart_and_render_histograms() {
+        let (a, b) = (Exporter::new("proxy"), Exporter::new("proxy"));
+        let (ma, _mb) = (ProxyMetrics::new(&a), ProxyMetrics::new(&b));
+        ma.bytes_from_client.increment(7);
+        let text = a.render();
+        assert!(
+            text.contains("pgtape_proxy_bytes_total{direction=\"client_to_upstream\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("pgtape_ready 1"), "{text}");
+        assert!(!b.render().contains("} 7\n"));
+        a.health.check("always", || Err("down for the test".into()));
+        assert_eq!(
+            a.health.status(),
+            Err(vec!["always: down for the test".to_string()])
+        );
+        assert!(a.render().contains("pgtape_ready 0"));
+    }
 }

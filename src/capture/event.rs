@@ -1,6 +1,7 @@
-//! What the statement tap hands to the recorder: one event per connect,
-//! executed statement and disconnect, and the bounded, never-blocking channel
-//! they travel on.
+//! The tap event contract, owned by the capture that records it: what the
+//! proxy's statement tap hands to the recorder, one event per connect,
+//! executed statement and disconnect, and the bounded, never-blocking
+//! channel they travel on (made here, filled by the proxy).
 //!
 //! Events carry raw protocol bytes (the SQL, the Parse OID array, the Bind
 //! body) copied once from the frame; decoding them into columns happens on the
