@@ -11,6 +11,8 @@
 //!    - [`clock`]: UTC microseconds, durations as flags spell them, latency histograms.
 //!    - [`process`]: exit codes and the shutdown signals.
 //!    - [`wire`]: framing, the messages pgtape reads, TLS for both sides.
+//!    - [`sql`]: a statement's shape: fingerprint, normalised text, type, tables,
+//!      read-only, outer ORDER BY, volatility.
 //!    - [`workers`]: thread-per-core runtimes that proxy and replay sessions are spread over.
 //!    - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place.
 //!    - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
@@ -45,6 +47,7 @@ pub mod proxy;
 pub mod redis_server;
 pub mod replay;
 pub mod report;
+pub mod sql;
 pub mod wire;
 pub mod workers;
 pub mod workload;

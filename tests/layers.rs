@@ -37,7 +37,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("src/diff/mod.rs", "report"),
     ("src/diff/verdict.rs", "cli"),
     ("src/replay/args.rs", "diff"),
-    ("src/replay/plan.rs", "report"),
     ("src/replay/run.rs", "cli"),
     ("src/replay/run.rs", "diff"),
     ("src/replay/run.rs", "proxy"),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use super::fingerprint::Shape;
 use crate::capture::event::StatementEvent;
+use crate::sql::Shape;
 
 /// Fingerprints remembered for `SHOW STATS`; past
 /// this the table starts afresh rather than grow without bound.

@@ -6,7 +6,6 @@
 //! - [`event`]: the tap event contract: what the proxy's tap hands to the
 //!   recorder, and the bounded, never-blocking channel it travels on.
 //! - [`schema`]: the Arrow schema, its version and the file metadata keys.
-//! - [`fingerprint`]: normalised SQL and its fingerprint (sqlparser tokenizer).
 //! - [`rows`]: tap events → Arrow batches (decodes Bind and OIDs).
 //! - [`segment`]: the open Arrow IPC segment, flushed per batch.
 //! - [`convert`]: closed or leftover segment → Parquet (`.tmp`, then rename).
@@ -17,14 +16,12 @@
 
 pub mod convert;
 pub mod event;
-pub mod fingerprint;
 pub mod live;
 pub mod reader;
 pub mod recorder;
 pub mod rows;
 pub mod schema;
 pub mod segment;
-pub mod shape_cache;
 pub mod synth;
 
 use std::path::{Path, PathBuf};

@@ -17,11 +17,11 @@ use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use super::fingerprint::Shape;
 use super::schema::CaptureInfo;
-use super::shape_cache::ShapeCache;
 use crate::capture::event::CopyIn;
 use crate::capture::event::{ConnectEvent, DisconnectEvent, StatementEvent, TapEvent};
+use crate::sql::Shape;
+use crate::sql::ShapeCache;
 use crate::wire::frame::{Direction, Frames};
 use crate::wire::messages::{decode_oids, parse_bind};
 

@@ -1,13 +1,10 @@
 //! Divergence classes: how one statement's result on one side differs from
 //! another's (source vs target, or captured vs source for noise), checked
 //! from the most to the least structural difference so each pair gets the
-//! one class that explains it best. ORDER BY detection decides whether rows
-//! in another order are a divergence or benign.
+//! one class that explains it best. Whether rows in another order are a
+//! divergence or benign is the statement's ORDER BY ([`crate::sql`]).
 
 use serde::Serialize;
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::load::{Outcome, Status};
 
@@ -82,7 +79,7 @@ fn tag_verb(tag: &Option<String>) -> &str {
 
 /// How `b` differs from `a`; `None` when they are the same. Order-only
 /// differences come back as [`Class::DifferentOrder`] whatever the SQL; the
-/// caller decides with [`has_order_by`] whether that matters. Unknown
+/// caller decides with [`crate::sql::has_order_by`] whether that matters. Unknown
 /// facts (no column list, no hashes in the capture) are not compared.
 pub fn classify(a: &Outcome, b: &Outcome) -> Option<Class> {
     match (a.status, b.status) {
@@ -112,36 +109,6 @@ pub fn classify(a: &Outcome, b: &Outcome) -> Option<Class> {
         return Some(Class::DifferentRows);
     }
     (a.ordered_hash != b.ordered_hash).then_some(Class::DifferentOrder)
-}
-
-/// True when the statement's outermost query ends with an ORDER BY (one at
-/// parenthesis depth 0 of the normalised SQL; ORDER BY inside a subquery or
-/// a window does not order the result).
-pub fn has_order_by(normalized_sql: &str) -> bool {
-    let dialect = PostgreSqlDialect {};
-    let Ok(tokens) = Tokenizer::new(&dialect, normalized_sql).tokenize() else {
-        // Untokenizable SQL: assume ordered, so an order change is not hidden.
-        return true;
-    };
-    let mut depth = 0i32;
-    let mut prev_order = false;
-    for t in tokens {
-        match &t {
-            Token::Whitespace(_) => continue,
-            Token::LParen => depth += 1,
-            Token::RParen => depth -= 1,
-            Token::Word(w) if depth == 0 && w.quote_style.is_none() => {
-                if prev_order && w.keyword == Keyword::BY {
-                    return true;
-                }
-                prev_order = w.keyword == Keyword::ORDER;
-                continue;
-            }
-            _ => {}
-        }
-        prev_order = false;
-    }
-    false
 }
 
 #[cfg(test)]
@@ -201,22 +168,5 @@ mod tests {
         let mut captured = ok("SELECT 2", 2, 0, 0);
         captured.columns = None;
         assert_eq!(classify(&captured, &ok("SELECT 2", 2, 10, 20)), None);
-    }
-
-    #[test]
-    fn order_by_only_at_the_outermost_level() {
-        assert!(has_order_by("SELECT a FROM t ORDER BY a"));
-        assert!(has_order_by("select a from t order by a limit ?"));
-        assert!(!has_order_by("SELECT a FROM t"));
-        assert!(!has_order_by(
-            "SELECT * FROM (SELECT a FROM t ORDER BY a) s"
-        ));
-        assert!(!has_order_by(
-            "SELECT row_number() OVER (ORDER BY a) FROM t"
-        ));
-        assert!(has_order_by(
-            "SELECT row_number() OVER(ORDER BY a) FROM t ORDER BY ?"
-        ));
-        assert!(!has_order_by("SELECT \"order by\" FROM t"));
     }
 }

@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::capture::fingerprint::shape;
 use crate::replay::results::{Captured, ResultRow, ResultWriter, ResultsError, Status};
+use crate::sql::shape;
 
 /// What one side returned, as the fixture describes it.
 #[derive(Clone)]

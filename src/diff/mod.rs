@@ -5,7 +5,7 @@
 //! - [`load`]: reading a results directory (projected columns, compact rows).
 //! - [`detail`]: the full rows of the example statements a report shows.
 //! - [`engine`]: the hash join on (session_id, seq, clone).
-//! - [`classify`]: divergence classes and ORDER BY detection.
+//! - [`classify`]: divergence classes.
 //! - [`noise`]: per-fingerprint accounting and noise cancellation (Diffy's rule).
 //! - [`coverage`]: the share of the traffic the verdict compared (`--min-coverage`).
 //! - [`latency`]: HdrHistogram per fingerprint per side, latency classes, charts.

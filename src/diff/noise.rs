@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::classify::{Class, classify, has_order_by};
+use super::classify::{Class, classify};
 use super::latency::{Hist, Throughput};
 use super::load::{Key, SideRow, Status};
+use crate::sql::{has_order_by, is_volatile};
 
 /// Noise thresholds (`--noise-relative`, `--noise-absolute`).
 #[derive(Debug, Clone, Copy)]
@@ -184,30 +185,6 @@ impl FpAcc {
     }
 }
 
-/// SQL whose result depends on when or how often it runs: the clock
-/// (`now() - interval '5 minutes'` windows), random values, sequences.
-pub fn is_volatile(normalized_sql: &str) -> bool {
-    let sql = normalized_sql.to_ascii_lowercase();
-    [
-        "now()",
-        "current_timestamp",
-        "current_date",
-        "current_time",
-        "localtimestamp",
-        "localtime",
-        "clock_timestamp",
-        "statement_timestamp",
-        "transaction_timestamp",
-        "timeofday",
-        "random(",
-        "gen_random_uuid",
-        "uuid_generate",
-        "nextval(",
-    ]
-    .iter()
-    .any(|f| sql.contains(f))
-}
-
 fn rate(n: u64, of: u64) -> f64 {
     if of == 0 { 0.0 } else { n as f64 / of as f64 }
 }
@@ -238,16 +215,6 @@ impl SideAcc {
 mod tests {
     use super::*;
     use crate::diff::load::Outcome;
-
-    #[test]
-    fn clock_and_random_sql_is_volatile() {
-        assert!(is_volatile(
-            "SELECT count(DISTINCT user_id)::bigint FROM events WHERE occurred_at > now() - INTERVAL ?"
-        ));
-        assert!(is_volatile("SELECT CURRENT_TIMESTAMP"));
-        assert!(is_volatile("SELECT random() * ?"));
-        assert!(!is_volatile("SELECT id, name FROM users WHERE id = ?"));
-    }
 
     /// `INSERT ... RETURNING id` from concurrent sessions: each side hands
     /// the same ids out, in another order. A real difference is kept.

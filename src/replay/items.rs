@@ -9,11 +9,12 @@ use arrow::datatypes::{
     ArrowPrimitiveType, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt32Type,
 };
 
-use super::plan::{Filter, Item, PlanError, SessionKey, is_read_only, key};
+use super::plan::{Filter, Item, PlanError, SessionKey, key};
 use super::results::{Captured, Params};
 use crate::capture::reader::Scan;
 use crate::capture::{Capture, col};
 use crate::fasthash::{FastMap, FastSet};
+use crate::sql::is_read_only;
 
 /// The columns the second pass reads.
 const ITEM_COLUMNS: &[&str] = &[

@@ -17,7 +17,7 @@ use super::results::Captured;
 use crate::capture::schema::meta;
 use crate::capture::{Capture, CaptureError, col};
 use crate::fasthash::FastMap;
-use crate::report::classify::statement_type;
+use crate::sql::is_read_only;
 
 #[derive(Debug, Error)]
 pub enum PlanError {
@@ -131,34 +131,6 @@ pub fn open(path: &Path) -> Result<Capture, PlanError> {
         return Err(PlanError::Empty(path.display().to_string()));
     }
     Ok(cap)
-}
-
-/// True for statements that change nothing: reads, and session or
-/// transaction control (which a read-only replay keeps).
-pub fn is_read_only(normalized: &str) -> bool {
-    let upper = normalized.trim_start().to_ascii_uppercase();
-    let first = upper
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("");
-    match first {
-        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "SET"
-        | "SHOW" | "RESET" | "DISCARD" | "DEALLOCATE" | "EXPLAIN" => !upper.contains("ANALYZE"),
-        _ => {
-            statement_type(normalized) == "SELECT"
-                && ![
-                    " FOR UPDATE",
-                    " FOR SHARE",
-                    " FOR NO KEY",
-                    " FOR KEY SHARE",
-                    " INTO ",
-                    "NEXTVAL",
-                    "SETVAL",
-                ]
-                .iter()
-                .any(|w| upper.contains(w))
-        }
-    }
 }
 
 pub(super) fn key(

@@ -6,13 +6,11 @@
 //!
 //! - [`model`]: the report's data ([`Summary`] and its parts).
 //! - [`summary`]: the streaming passes that build a [`Summary`].
-//! - [`classify`]: statement type and tables of a query shape.
 //! - [`slow`]: the slow statements pass (row filter on duration).
 //! - [`table`], [`json`], [`html`]: the exporters, behind [`Exporter`].
 //! - [`verdict`]: a replay's verdict: [`verdict_table`], [`verdict_json`],
 //!   [`verdict_md`] and [`verdict_html`], behind [`verdict::VerdictExporter`].
 
-pub mod classify;
 pub mod html;
 pub mod json;
 pub mod model;

@@ -16,12 +16,12 @@ use hdrhistogram::Histogram;
 
 mod rollup;
 
-use super::classify;
 pub use super::model::*;
 use crate::capture::schema::rfc3339_us;
 use crate::capture::{Capture, CaptureError, col};
 use crate::clock::hist;
 use crate::fasthash::FastMap;
+use crate::sql::classify;
 use rollup::{group, log2_buckets, rollup, round_group, series};
 
 /// What to summarise and how much of it to show.

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pgtape::capture::fingerprint::shape;
 use pgtape::cluster::{Cluster, ClusterOptions};
 use pgtape::diff::{DiffConfig, FailOn, Verdict, run_diff_blocking};
 use pgtape::replay::client::{Client, Extended, Outcome};
 use pgtape::replay::conn_opts::ConnOpts;
 use pgtape::replay::results::{Captured, ResultRow, ResultWriter, Status};
+use pgtape::sql::shape;
 
 /// A statement with text parameters, sent with the extended protocol.
 pub struct Stmt {

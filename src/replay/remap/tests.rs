@@ -9,7 +9,7 @@ use crate::replay::results::{Captured, Params};
 
 /// The fingerprint of a statement (the remapper caches per fingerprint).
 fn fp(normalized_sql: &str) -> i64 {
-    crate::capture::fingerprint::shape(normalized_sql).fingerprint as i64
+    crate::sql::shape(normalized_sql).fingerprint as i64
 }
 
 /// A captured statement of this normalised SQL.

@@ -1,5 +1,6 @@
 //! What a query shape is about: its statement type (SELECT, INSERT, UPDATE,
-//! DELETE, DDL, other) and the tables it names. Worked out once per
+//! DELETE, DDL, other), the tables it names, and whether it changes
+//! nothing (a read-only replay keeps it). Worked out once per
 //! fingerprint from the normalised SQL with sqlparser's tokenizer, never per
 //! row. Tables are the names after FROM, JOIN, INTO, UPDATE and TABLE: good
 //! for a breakdown, not a full resolution (CTE names count as tables).
@@ -122,6 +123,34 @@ pub fn tables(normalized: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// True for statements that change nothing: reads, and session or
+/// transaction control (which a read-only replay keeps).
+pub fn is_read_only(normalized: &str) -> bool {
+    let upper = normalized.trim_start().to_ascii_uppercase();
+    let first = upper
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    match first {
+        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "SET"
+        | "SHOW" | "RESET" | "DISCARD" | "DEALLOCATE" | "EXPLAIN" => !upper.contains("ANALYZE"),
+        _ => {
+            statement_type(normalized) == "SELECT"
+                && ![
+                    " FOR UPDATE",
+                    " FOR SHARE",
+                    " FOR NO KEY",
+                    " FOR KEY SHARE",
+                    " INTO ",
+                    "NEXTVAL",
+                    "SETVAL",
+                ]
+                .iter()
+                .any(|w| upper.contains(w))
+        }
+    }
 }
 
 #[cfg(test)]
