@@ -26,7 +26,7 @@ fn fixture_verdict(cfg: &DiffConfig) -> Verdict {
 
 fn render(v: &Verdict, f: Format) -> String {
     let mut out = Vec::new();
-    pgtape::diff::render(v, f, &mut out).unwrap();
+    pgtape::report::verdict::render(v, f, &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 

@@ -2,7 +2,7 @@
 //! parameters, both sides' results with columns and error messages), read
 //! back from the results files by key after the join.
 
-use crate::report::slow::render_param;
+use crate::wire::messages::render_param;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 

@@ -309,5 +309,3 @@ fn diff_files(dir: &Path, cfg: &DiffConfig) -> Result<(Verdict, SourceDetails), 
     let v = verdict::build(dir.display().to_string(), &joined, cfg, &details);
     Ok((v, details.source))
 }
-
-pub use crate::report::verdict::{render, write_report};

@@ -9,6 +9,7 @@ use arrow::datatypes::{Int16Type, Int64Type, TimestampMicrosecondType};
 use super::summary::{SlowStatement, SummaryOptions};
 use crate::capture::schema::rfc3339_us;
 use crate::capture::{Capture, CaptureError, col};
+use crate::wire::messages::render_param;
 
 /// The slowest statements over `slow_ms`, with their parameters. Only rows
 /// that pass the duration filter have their SQL and parameters decoded.
@@ -116,20 +117,4 @@ fn trim_slow(v: &mut Vec<SlowStatement>, n: usize) {
             .then(a.session_id.cmp(&b.session_id))
     });
     v.truncate(n);
-}
-
-/// A parameter value for people: text-format UTF-8 as text, anything else
-/// (binary format, invalid UTF-8) as `\x` hex.
-pub(crate) fn render_param(v: &[u8], format: i16) -> String {
-    match (format, std::str::from_utf8(v)) {
-        (0, Ok(s)) => s.to_string(),
-        _ => {
-            let mut s = String::with_capacity(2 + v.len() * 2);
-            s.push_str("\\x");
-            for b in v {
-                s.push_str(&format!("{b:02x}"));
-            }
-            s
-        }
-    }
 }

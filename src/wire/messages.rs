@@ -258,6 +258,22 @@ pub fn sasl_without_plus(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A parameter value for people: text-format UTF-8 as text, anything else
+/// (binary format, invalid UTF-8) as `\x` hex.
+pub fn render_param(v: &[u8], format: i16) -> String {
+    match (format, std::str::from_utf8(v)) {
+        (0, Ok(s)) => s.to_string(),
+        _ => {
+            let mut s = String::with_capacity(2 + v.len() * 2);
+            s.push_str("\\x");
+            for b in v {
+                s.push_str(&format!("{b:02x}"));
+            }
+            s
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,7 +64,7 @@ fn the_analytics_workload_replays_with_the_captured_results_on_both_sides() {
     );
     let v = v.unwrap();
     let mut report = Vec::new();
-    pgtape::diff::render(&v, pgtape::report::Format::Table, &mut report).unwrap();
+    pgtape::report::verdict::render(&v, pgtape::report::Format::Table, &mut report).unwrap();
     let report = String::from_utf8(report).unwrap();
     // Figures first, for both sides; then the checks.
     let sides = sides(&results);

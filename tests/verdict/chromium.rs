@@ -18,7 +18,7 @@ fn chromium() -> &'static str {
 /// Renders `v` as HTML, loads it in headless Chromium, checks the DOM it built.
 pub fn assert_renders(v: &Verdict, name: &str) {
     let mut html = Vec::new();
-    pgtape::diff::render(v, Format::Html, &mut html).unwrap();
+    pgtape::report::verdict::render(v, Format::Html, &mut html).unwrap();
     let html = String::from_utf8(html).unwrap();
     for external in ["http://", "https://", "//cdn", "src=\"", "<link", "<script"] {
         assert!(!html.contains(external), "the HTML references {external:?}");

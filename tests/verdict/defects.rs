@@ -334,6 +334,6 @@ fn identical_clusters_have_no_divergence_and_now_random_are_noise() {
 
 fn pgtape_table(v: &Verdict) -> String {
     let mut out = Vec::new();
-    pgtape::diff::render(v, pgtape::report::Format::Table, &mut out).unwrap();
+    pgtape::report::verdict::render(v, pgtape::report::Format::Table, &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
