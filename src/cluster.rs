@@ -286,6 +286,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops the server the hard way (immediate shutdown: connections cut,
+    /// crash recovery at the next start), as a host that goes away would.
+    pub fn stop_immediate(&mut self) -> Result<(), ClusterError> {
+        if self.running {
+            self.pg_ctl(&["stop", "-m", "immediate", "-w"])?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
     /// Starts a stopped server again on the same port.
     pub fn restart(&mut self) -> Result<(), ClusterError> {
         if !self.running {

@@ -23,6 +23,8 @@ mod load;
 mod malformed;
 #[path = "faults/mutate.rs"]
 mod mutate;
+#[path = "faults/replay.rs"]
+mod replay;
 #[path = "faults/startup.rs"]
 mod startup;
 mod support;
@@ -283,4 +285,44 @@ pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// A small tmpfs, unmounted on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `at`, or says why it cannot.
+    pub fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("mounting a tmpfs needs root".into());
+        }
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Takes every free byte of the filesystem under `path` with one file.
+pub fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for chunk in [64 * 1024, 4096, 512, 1] {
+        let zeros = vec![0u8; chunk];
+        while std::io::Write::write_all(&mut f, &zeros).is_ok() {}
+    }
 }

@@ -17,6 +17,8 @@ pub struct Joined {
     pub target: SideAcc,
     pub pairs: u64,
     pub not_replayed: u64,
+    /// Not-replayed pairs that the other side ran.
+    pub one_sided: u64,
     /// Not-replayed pairs per fingerprint, with its normalised SQL.
     pub not_replayed_by_fp: BTreeMap<i64, (u64, String)>,
     pub unmatched_source: u64,
@@ -26,8 +28,13 @@ pub struct Joined {
 impl Joined {
     fn pair(&mut self, s: SideRow, t: SideRow, normalized: &HashMap<i64, String>, examples: usize) {
         self.pairs += 1;
-        if s.outcome.status == Status::NotReplayed || t.outcome.status == Status::NotReplayed {
+        let (sn, tn) = (
+            s.outcome.status == Status::NotReplayed,
+            t.outcome.status == Status::NotReplayed,
+        );
+        if sn || tn {
             self.not_replayed += 1;
+            self.one_sided += (sn != tn) as u64;
             self.not_replayed_by_fp
                 .entry(s.fingerprint)
                 .or_insert_with(|| {

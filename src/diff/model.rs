@@ -97,6 +97,9 @@ pub struct Counts {
     pub unmatched_target: u64,
     /// Pairs where a side did not run the statement (reason in the results file).
     pub not_replayed: u64,
+    /// Of those, pairs one side ran and the other did not (it lost its
+    /// connection, could not connect): the replay is incomplete.
+    pub one_sided: u64,
     /// Pairs whose results are the same on both sides.
     pub identical: u64,
     pub divergences: u64,

@@ -61,6 +61,7 @@ pub fn build(results_dir: String, j: &Joined, cfg: &DiffConfig, d: &Details) -> 
         unmatched_source: j.unmatched_source,
         unmatched_target: j.unmatched_target,
         not_replayed: j.not_replayed,
+        one_sided: j.one_sided,
         source_errors: j.source.errors,
         target_errors: j.target.errors,
         ..Default::default()
@@ -328,6 +329,15 @@ pub fn decide(v: &mut Verdict, fail_on: &[FailOn]) {
         // Coverage qualifies the comparison of results: it fails a gate on
         // divergence, not one on latency alone.
         failed |= fail_on.contains(&FailOn::Divergence);
+    }
+    if c.one_sided > 0 {
+        // A side that stopped answering compared neither results nor
+        // latency for the rest: whatever the gate, the verdict is not whole.
+        failed |= !fail_on.is_empty();
+        reasons.push(format!(
+            "incomplete: {} statement(s) ran on one side only (see the not_replayed reasons in the results)",
+            c.one_sided
+        ));
     }
     reasons.push(super::coverage::reason(&v.coverage));
     if c.noise > 0 {

@@ -27,7 +27,7 @@ use super::dispatch::{Dispatcher, ReadAhead, Spawn};
 use super::order::SideOrder;
 use super::plan::{self, Filter, SessionKey};
 use super::queue::{Pressure, SessionQueue};
-use super::results::ResultWriter;
+use super::results::{ResultWriter, ResultsError};
 use super::spool::Spool;
 use super::summary::{ReplaySummary, SideStats};
 use super::tables::{self, Catalog};
@@ -178,7 +178,15 @@ pub async fn replay(
         OrderMode::Session => tables::unknown(),
     };
     let pressure = Arc::new(Pressure::default());
-    let (sides, writers) = start_sides(cfg, &sides_opts, catalog.tables(), &pressure)?;
+    let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
+    let (sides, writers) = start_sides(
+        cfg,
+        &sides_opts,
+        catalog.tables(),
+        &pressure,
+        (&stop, &abort),
+    )?;
     let outline = Arc::new(outline);
     // A short lead lets the first sessions connect on time.
     let lead = Duration::from_millis(50) + cfg.connect_ahead;
@@ -190,8 +198,6 @@ pub async fn replay(
         speed: cfg.speed,
         connect_ahead: cfg.connect_ahead,
     };
-    let stop = CancellationToken::new();
-    let abort = CancellationToken::new();
     // Sessions run on their own thread-per-core workers (`--threads`), or on
     // the caller's runtime. The spawner outlives the dispatcher: it is
     // dropped (a pool's threads joined) once every session has ended.
@@ -285,14 +291,27 @@ pub async fn replay(
         .collect();
     drop(sides);
     let mut summaries = Vec::new();
+    let mut failed = None;
     for (w, (cycles, timeouts)) in writers.into_iter().zip(releases) {
         let stats = tokio::task::spawn_blocking(move || w.join())
             .await?
-            .map_err(|_| anyhow::anyhow!("a results writer panicked"))??;
-        let mut s = stats.finish();
-        s.order.released_cycles = cycles;
-        s.order.released_timeouts = timeouts;
-        summaries.push(s);
+            .map_err(|_| anyhow::anyhow!("a results writer panicked"))?;
+        match stats {
+            Ok(stats) => {
+                let mut s = stats.finish();
+                s.order.released_cycles = cycles;
+                s.order.released_timeouts = timeouts;
+                summaries.push(s);
+            }
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    if let Some(e) = failed {
+        tokio::task::spawn_blocking(move || drop(spawner)).await?;
+        return Err(anyhow::anyhow!(
+            "cannot write the replay's results in {}: {e}; free space there or pass another directory with --results",
+            cfg.results.display()
+        ));
     }
     // Every session has ended (their result channels are closed).
     tokio::task::spawn_blocking(move || drop(spawner)).await?;
@@ -336,7 +355,7 @@ fn resolve_filter(cfg: &ReplayConfig, cap: &crate::capture::Capture) -> anyhow::
     Ok(filter)
 }
 
-type Writer = std::thread::JoinHandle<anyhow::Result<SideStats>>;
+type Writer = std::thread::JoinHandle<Result<SideStats, ResultsError>>;
 
 /// Each side's context and its results writer thread.
 fn start_sides(
@@ -344,6 +363,7 @@ fn start_sides(
     sides_opts: &[(&'static str, ConnOpts)],
     tables: usize,
     pressure: &Arc<Pressure>,
+    (stop, abort): (&CancellationToken, &CancellationToken),
 ) -> anyhow::Result<(Vec<Arc<SideCtx>>, Vec<Writer>)> {
     let meta = vec![
         (
@@ -361,18 +381,36 @@ fn start_sides(
     let mut sides = Vec::new();
     for (name, opts) in sides_opts {
         let (tx, mut rx) = mpsc::channel::<Vec<_>>(256);
-        let mut w = ResultWriter::create(&cfg.results, name, &meta)?;
+        let mut w = ResultWriter::create(&cfg.results, name, &meta).with_context(|| {
+            format!(
+                "cannot write the replay's results in {}; free space there or pass another directory with --results",
+                cfg.results.display()
+            )
+        })?;
+        let tmp = w.tmp_path().to_path_buf();
         let mut stats = SideStats::new(name, opts.display());
         let writer = std::thread::Builder::new().name(format!("pgtape-results-{name}"));
-        writers.push(writer.spawn(move || -> anyhow::Result<SideStats> {
-            while let Some(rows) = rx.blocking_recv() {
-                for row in rows {
-                    stats.add(&row);
-                    w.push(row)?;
+        let (stop, abort) = (stop.clone(), abort.clone());
+        writers.push(writer.spawn(move || -> Result<SideStats, ResultsError> {
+            let written = (|| {
+                while let Some(rows) = rx.blocking_recv() {
+                    for row in rows {
+                        stats.add(&row);
+                        w.push(row)?;
+                    }
                 }
+                w.finish()
+            })();
+            if let Err(e) = &written {
+                // Results that cannot be written are not worth running
+                // for: the replay stops at once, statements in flight too.
+                tracing::error!(error = %e, "cannot write the results: stopping the replay");
+                stop.cancel();
+                abort.cancel();
+                // A file cut before its footer is unreadable: free its space.
+                let _ = std::fs::remove_file(&tmp);
             }
-            w.finish()?;
-            Ok(stats)
+            written.map(|_| stats)
         })?);
         sides.push(Arc::new(SideCtx {
             name,

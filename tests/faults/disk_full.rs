@@ -2,56 +2,14 @@
 //! the suite runs as root (skipped with a printed reason otherwise), filled
 //! to the last page while pgbench goes through the proxy, then freed.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use pgtape::capture::Capture;
 use pgtape::cluster::ClusterOptions;
 
-use super::{ProxyProcess, files_ending, wait_for};
+use super::{ProxyProcess, Tmpfs, files_ending, fill, wait_for};
 use crate::support::{cluster, pgbench, run_ok, stdout};
-
-/// A small tmpfs, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` at `at`, or says why it cannot.
-    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("mounting a tmpfs needs root".into());
-        }
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Takes every free byte of the filesystem under `path` with one file.
-fn fill(path: &Path) {
-    let mut f = std::fs::File::create(path).unwrap();
-    for chunk in [64 * 1024, 4096, 512, 1] {
-        let zeros = vec![0u8; chunk];
-        while f.write_all(&zeros).is_ok() {}
-    }
-}
 
 fn pgbench_report(port: u16, args: &[&str]) -> String {
     stdout(&run_ok(&mut pgbench(port, args)))

@@ -84,6 +84,12 @@ pub fn replay_and_diff(
     let verdict = target.map(|_| {
         let mut diff: DiffConfig = args.diff.config().unwrap();
         diff.show_rows = 0;
+        if !extra.contains(&"--fail-on") {
+            // These tests judge results. Two clusters sharing a loaded
+            // two-core machine differ in latency by chance, so the gate on
+            // latency stays out unless a test asks for it.
+            diff.fail_on = vec![pgtape::diff::FailOn::Divergence];
+        }
         pgtape::diff::run_diff_blocking(results, &diff, None).unwrap()
     });
     (summary, verdict)

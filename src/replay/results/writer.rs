@@ -85,6 +85,11 @@ impl ResultWriter {
         })
     }
 
+    /// Where the file is written until it is finished.
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     pub fn push(&mut self, row: ResultRow) -> Result<(), ResultsError> {
         self.pending.push(row);
         self.rows += 1;
