@@ -33,7 +33,6 @@ const BESIDE: &[(&str, usize, usize)] = &[("workload", 3, 7)];
 /// Back-edges of the tree this test was written against, each removed by
 /// the commit that straightens it: (file, module it must not use).
 const KNOWN: &[(&str, &str)] = &[
-    ("src/diff/verdict.rs", "cli"),
     ("src/replay/args.rs", "diff"),
     ("src/replay/run.rs", "cli"),
     ("src/replay/run.rs", "diff"),

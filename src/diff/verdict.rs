@@ -349,9 +349,9 @@ pub fn decide(v: &mut Verdict, fail_on: &[FailOn]) {
     v.passed = !failed;
     v.verdict = if failed { "fail" } else { "pass" }.into();
     v.exit_code = if failed {
-        crate::cli::exit::VERDICT_FAILED
+        crate::process::exit::VERDICT_FAILED
     } else {
-        crate::cli::exit::OK
+        crate::process::exit::OK
     };
     v.reasons = reasons;
 }
