@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use event::{TapEvent, TapSender, tap_channel};
 pub use reader::{Capture, CaptureFile, Scan};
 pub use recorder::{Recorder, RecorderConfig, RecorderStats};
-pub use schema::{CAPTURE_SCHEMA_VERSION, CaptureInfo, capture_schema, col};
+pub use schema::{CAPTURE_SCHEMA_VERSION, CaptureInfo, Kind, capture_schema, col};
 
 use crate::clock::parse_duration;
 use event::TapLimits;

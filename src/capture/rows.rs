@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use super::schema::CaptureInfo;
+use super::schema::{CaptureInfo, Kind};
 use crate::capture::event::CopyIn;
 use crate::capture::event::{ConnectEvent, DisconnectEvent, StatementEvent, TapEvent};
 use crate::sql::Shape;
@@ -188,7 +188,7 @@ impl RowsBuilder {
     }
 
     fn connect(&mut self, c: &ConnectEvent) {
-        self.kind.append_value("connect");
+        self.kind.append_value(Kind::Connect.as_str());
         self.session_id.append_value(c.session_id as i64);
         self.ts.append_value(c.at_us);
         self.nulls_statement();
@@ -208,7 +208,7 @@ impl RowsBuilder {
     }
 
     fn disconnect(&mut self, d: &DisconnectEvent) {
-        self.kind.append_value("disconnect");
+        self.kind.append_value(Kind::Disconnect.as_str());
         self.session_id.append_value(d.session_id as i64);
         self.ts.append_value(d.at_us);
         self.nulls_statement();
@@ -217,7 +217,7 @@ impl RowsBuilder {
     }
 
     fn statement(&mut self, s: &StatementEvent) -> Arc<Shape> {
-        self.kind.append_value("statement");
+        self.kind.append_value(Kind::Statement.as_str());
         self.session_id.append_value(s.session_id as i64);
         self.seq.append_value(s.seq as i64);
         self.ts.append_value(s.start_us);

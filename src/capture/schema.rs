@@ -76,6 +76,34 @@ pub mod col {
     pub const RESULT_VALUES: &str = "result_values";
 }
 
+/// A row's [`col::KIND`]: the event it records. Writer and readers go
+/// through [`Kind::as_str`] and [`Kind::parse`], never the literals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Connect,
+    Statement,
+    Disconnect,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Connect => "connect",
+            Kind::Statement => "statement",
+            Kind::Disconnect => "disconnect",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "connect" => Some(Kind::Connect),
+            "statement" => Some(Kind::Statement),
+            "disconnect" => Some(Kind::Disconnect),
+            _ => None,
+        }
+    }
+}
+
 /// Text columns worth dictionary-encoding in Parquet: few distinct values,
 /// repeated on many rows.
 pub const DICTIONARY_COLUMNS: &[&str] = &[

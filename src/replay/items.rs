@@ -12,7 +12,7 @@ use arrow::datatypes::{
 use super::plan::{Filter, Item, PlanError, SessionKey, key};
 use super::results::{Captured, Params};
 use crate::capture::reader::Scan;
-use crate::capture::{Capture, col};
+use crate::capture::{Capture, Kind, col};
 use crate::fasthash::{FastMap, FastSet};
 use crate::sql::is_read_only;
 
@@ -190,8 +190,8 @@ impl Items {
             {
                 continue;
             }
-            match kinds.value(i) {
-                "connect" => {
+            match Kind::parse(kinds.value(i)) {
+                Some(Kind::Connect) => {
                     if self
                         .filter
                         .application
@@ -225,7 +225,7 @@ impl Items {
                         params,
                     });
                 }
-                "disconnect" => out.push(Item::Disconnect { key: k, ts_us: t }),
+                Some(Kind::Disconnect) => out.push(Item::Disconnect { key: k, ts_us: t }),
                 _ => {
                     let text = sql.value(i);
                     let f = self

@@ -15,7 +15,7 @@ use thiserror::Error;
 use super::order::{SyncKey, TableSet};
 use super::results::Captured;
 use crate::capture::schema::meta;
-use crate::capture::{Capture, CaptureError, col};
+use crate::capture::{Capture, CaptureError, Kind, col};
 use crate::fasthash::FastMap;
 use crate::sql::is_read_only;
 
@@ -220,13 +220,13 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
             }
             o.start_us = o.start_us.min(t);
             o.end_us = o.end_us.max(t);
-            match kinds.value(i) {
-                "connect" => {
+            match Kind::parse(kinds.value(i)) {
+                Some(Kind::Connect) => {
                     open.insert(k.clone());
                     o.peak_sessions = o.peak_sessions.max(open.len() as u64);
                     seen.insert(k);
                 }
-                "disconnect" => {
+                Some(Kind::Disconnect) => {
                     open.remove(&k);
                 }
                 _ => {

@@ -18,7 +18,7 @@ mod rollup;
 
 pub use super::model::*;
 use crate::capture::schema::rfc3339_us;
-use crate::capture::{Capture, CaptureError, col};
+use crate::capture::{Capture, CaptureError, Kind, col};
 use crate::clock::hist;
 use crate::fasthash::FastMap;
 use crate::sql::classify;
@@ -125,9 +125,9 @@ pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, Captur
             .values()
             .as_string::<i32>()
             .iter()
-            .map(|v| match v {
-                Some("connect") => 1,
-                Some("statement") => 2,
+            .map(|v| match v.and_then(Kind::parse) {
+                Some(Kind::Connect) => 1,
+                Some(Kind::Statement) => 2,
                 _ => 0,
             })
             .collect();
@@ -225,7 +225,7 @@ pub fn summarize(cap: &Capture, opts: &SummaryOptions) -> Result<Summary, Captur
         .iter()
         .map(|(k, f)| FingerprintStats {
             fingerprint: format!("{:016x}", *k as u64),
-            statement_type: classify::statement_type(&f.normalized).to_string(),
+            statement_type: classify::statement_type(&f.normalized).as_str().to_string(),
             normalized_sql: f.normalized.clone(),
             count: f.count,
             total_ms: ms(f.total_us),

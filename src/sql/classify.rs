@@ -8,29 +8,59 @@
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+/// What a statement does, by its main keyword. Its string ([`Self::as_str`])
+/// is what reports print and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatementType {
+    /// SELECT, VALUES, TABLE, SHOW.
+    Select,
+    /// INSERT and COPY.
+    Insert,
+    /// UPDATE and MERGE.
+    Update,
+    Delete,
+    /// CREATE, ALTER, DROP, TRUNCATE, COMMENT, GRANT, REVOKE, REINDEX, REFRESH.
+    Ddl,
+    /// Anything else: transaction and session control, EXPLAIN, ...
+    Other,
+}
+
+impl StatementType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementType::Select => "SELECT",
+            StatementType::Insert => "INSERT",
+            StatementType::Update => "UPDATE",
+            StatementType::Delete => "DELETE",
+            StatementType::Ddl => "DDL",
+            StatementType::Other => "other",
+        }
+    }
+}
+
 /// The statement type of normalised SQL, by its first keyword (the
 /// statement after WITH for a CTE: `WITH ... INSERT` is an INSERT).
-pub fn statement_type(normalized: &str) -> &'static str {
+pub fn statement_type(normalized: &str) -> StatementType {
     let words = words(normalized);
     let first = words.first().map(String::as_str).unwrap_or("");
     let kind = |w: &str| match w {
-        "SELECT" | "VALUES" | "TABLE" | "SHOW" => Some("SELECT"),
-        "INSERT" | "COPY" => Some("INSERT"),
-        "UPDATE" => Some("UPDATE"),
-        "DELETE" => Some("DELETE"),
-        "MERGE" => Some("UPDATE"),
+        "SELECT" | "VALUES" | "TABLE" | "SHOW" => Some(StatementType::Select),
+        "INSERT" | "COPY" => Some(StatementType::Insert),
+        "UPDATE" => Some(StatementType::Update),
+        "DELETE" => Some(StatementType::Delete),
+        "MERGE" => Some(StatementType::Update),
         "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "COMMENT" | "GRANT" | "REVOKE" | "REINDEX"
-        | "REFRESH" => Some("DDL"),
+        | "REFRESH" => Some(StatementType::Ddl),
         _ => None,
     };
     if first == "WITH" {
         // The main statement follows the last CTE's closing parenthesis at depth 0.
-        return main_after_with(normalized).unwrap_or("SELECT");
+        return main_after_with(normalized).unwrap_or(StatementType::Select);
     }
-    kind(first).unwrap_or("other")
+    kind(first).unwrap_or(StatementType::Other)
 }
 
-fn main_after_with(sql: &str) -> Option<&'static str> {
+fn main_after_with(sql: &str) -> Option<StatementType> {
     let dialect = PostgreSqlDialect {};
     let toks = Tokenizer::new(&dialect, sql).tokenize().ok()?;
     let mut depth = 0i32;
@@ -43,10 +73,10 @@ fn main_after_with(sql: &str) -> Option<&'static str> {
             }
             Token::RParen => depth -= 1,
             Token::Word(w) if depth == 0 && seen_paren => match w.value.to_uppercase().as_str() {
-                "SELECT" => return Some("SELECT"),
-                "INSERT" => return Some("INSERT"),
-                "UPDATE" => return Some("UPDATE"),
-                "DELETE" => return Some("DELETE"),
+                "SELECT" => return Some(StatementType::Select),
+                "INSERT" => return Some(StatementType::Insert),
+                "UPDATE" => return Some(StatementType::Update),
+                "DELETE" => return Some(StatementType::Delete),
                 _ => {}
             },
             _ => {}
@@ -137,7 +167,7 @@ pub fn is_read_only(normalized: &str) -> bool {
         "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "SET"
         | "SHOW" | "RESET" | "DISCARD" | "DEALLOCATE" | "EXPLAIN" => !upper.contains("ANALYZE"),
         _ => {
-            statement_type(normalized) == "SELECT"
+            statement_type(normalized) == StatementType::Select
                 && ![
                     " FOR UPDATE",
                     " FOR SHARE",
@@ -159,14 +189,17 @@ mod tests {
 
     #[test]
     fn types_by_first_keyword() {
-        assert_eq!(statement_type("SELECT ? FROM t"), "SELECT");
-        assert_eq!(statement_type("INSERT INTO t VALUES (?)"), "INSERT");
+        assert_eq!(statement_type("SELECT ? FROM t"), StatementType::Select);
+        assert_eq!(
+            statement_type("INSERT INTO t VALUES (?)"),
+            StatementType::Insert
+        );
         assert_eq!(
             statement_type("WITH x AS (SELECT ?) DELETE FROM t"),
-            "DELETE"
+            StatementType::Delete
         );
-        assert_eq!(statement_type("CREATE TABLE t(a int)"), "DDL");
-        assert_eq!(statement_type("BEGIN"), "other");
+        assert_eq!(statement_type("CREATE TABLE t(a int)"), StatementType::Ddl);
+        assert_eq!(statement_type("BEGIN"), StatementType::Other);
     }
 
     #[test]

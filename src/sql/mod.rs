@@ -10,7 +10,7 @@ pub mod determinism;
 pub mod fingerprint;
 pub mod shape_cache;
 
-pub use classify::{is_read_only, statement_type, tables};
+pub use classify::{StatementType, is_read_only, statement_type, tables};
 pub use determinism::{has_order_by, is_volatile};
 pub use fingerprint::{Shape, shape};
 pub use shape_cache::ShapeCache;
