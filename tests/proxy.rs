@@ -574,7 +574,7 @@ fn tls_on_both_legs_with_scram_offers_no_channel_binding() {
     });
     let proxy = Proxy::start(&db.addr(), |cfg| {
         cfg.tls = Some(pgtape::wire::tls::server_config(&cert, &key).unwrap());
-        cfg.upstream_tls = pgtape::proxy::UpstreamTls::Require;
+        cfg.upstream_tls = pgtape::wire::startup::SslMode::Require;
     });
     // The server offers SCRAM-SHA-256-PLUS on its TLS leg; the client must not
     // see it (its TLS session ends at the proxy). A relaying proxy cannot make

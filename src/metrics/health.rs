@@ -5,8 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 type Check = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The checks of one process; ready when all pass.
@@ -71,17 +69,10 @@ async fn probe(addr: &str) -> Result<(), String> {
     let mut tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let mut req = [0u8; 8];
-    req[..4].copy_from_slice(&8u32.to_be_bytes());
-    req[4..].copy_from_slice(&crate::wire::frame::SSL_REQUEST_CODE.to_be_bytes());
-    tcp.write_all(&req)
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer)
+    let answer = crate::wire::startup::ssl_request(&mut tcp)
         .await
         .map_err(|e| format!("{addr} closed the connection: {e}"))?;
-    match answer[0] {
+    match answer {
         b'S' | b'N' => Ok(()),
         other => Err(format!(
             "{addr} is not PostgreSQL (answered {other:#04x} to SSLRequest)"

@@ -23,21 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::ValueEnum;
 
 pub use server::serve;
 
 use crate::capture::TapSender;
 use crate::clock::parse_duration;
 use crate::wire::frame::MAX_MESSAGE_LEN;
-
-/// TLS to the upstream server, as libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum UpstreamTls {
-    Disable,
-    Prefer,
-    Require,
-}
+use crate::wire::startup::SslMode;
 
 #[derive(Debug, clap::Args)]
 pub struct ProxyArgs {
@@ -54,8 +46,8 @@ pub struct ProxyArgs {
     #[arg(long, requires = "tls_cert", env = "PGTAPE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// TLS to the upstream: disable, prefer (use it if offered) or require.
-    #[arg(long, value_enum, default_value_t = UpstreamTls::Prefer, env = "PGTAPE_UPSTREAM_TLS")]
-    pub upstream_tls: UpstreamTls,
+    #[arg(long, value_enum, default_value_t = SslMode::Prefer, env = "PGTAPE_UPSTREAM_TLS")]
+    pub upstream_tls: SslMode,
     /// CA certificates (PEM) to verify the upstream's certificate and host name;
     /// without it the upstream certificate is not verified (libpq's `require`).
     #[arg(long, env = "PGTAPE_UPSTREAM_CA")]
@@ -94,7 +86,7 @@ pub struct ProxyArgs {
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     pub upstream: String,
-    pub upstream_tls: UpstreamTls,
+    pub upstream_tls: SslMode,
     pub upstream_tls_config: Arc<rustls::ClientConfig>,
     /// Client-side TLS, when a certificate was given.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -115,7 +107,7 @@ impl ProxyConfig {
     pub fn new(upstream: impl Into<String>) -> Self {
         ProxyConfig {
             upstream: upstream.into(),
-            upstream_tls: UpstreamTls::Prefer,
+            upstream_tls: SslMode::Prefer,
             upstream_tls_config: crate::wire::tls::client_config_insecure(),
             tls: None,
             max_message: MAX_MESSAGE_LEN,

@@ -13,20 +13,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::ProxyConfig;
 use super::admin::{self, SessionEntry};
 use super::pump::{End, PumpCtx, now_us, pump};
 use super::startup::{Negotiated, code_of, negotiate};
 use super::tap::Tap;
-use super::{ProxyConfig, UpstreamTls};
 use crate::capture::event::ConnectEvent;
-use crate::wire::frame::{Direction, FrameError, SSL_REQUEST_CODE};
+use crate::wire::frame::{Direction, FrameError};
 use crate::wire::messages::{error_response, startup_params};
+use crate::wire::startup::{StartError, start_tls};
 use crate::wire::stream::Stream;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -286,43 +287,34 @@ pub(super) async fn connect_upstream(cfg: &ProxyConfig) -> Result<Stream, Sessio
         upstream: cfg.upstream.clone(),
         reason,
     };
-    let mut tcp =
+    let tcp =
         match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.upstream)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(fail(e.to_string())),
             Err(_) => return Err(fail(format!("no answer within {:?}", cfg.connect_timeout))),
         };
     let _ = tcp.set_nodelay(true);
-    if cfg.upstream_tls == UpstreamTls::Disable {
-        return Ok(Stream::Tcp(tcp));
-    }
-    let mut req = [0u8; 8];
-    req[..4].copy_from_slice(&8u32.to_be_bytes());
-    req[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
-    tcp.write_all(&req).await.map_err(|e| fail(e.to_string()))?;
-    let mut answer = [0u8; 1];
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_exact(&mut answer))
-        .await
-        .map_err(|_| fail("no answer to SSLRequest".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    match (answer[0], cfg.upstream_tls) {
-        (b'S', _) => {
-            let connector = tokio_rustls::TlsConnector::from(cfg.upstream_tls_config.clone());
-            let host = cfg
-                .upstream
-                .rsplit_once(':')
-                .map(|(h, _)| h)
-                .unwrap_or(&cfg.upstream);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let tls = connector
-                .connect(crate::wire::tls::server_name(host), tcp)
-                .await
-                .map_err(|e| fail(format!("TLS handshake failed: {e}")))?;
-            Ok(Stream::ClientTls(Box::new(tls)))
+    let host = cfg
+        .upstream
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(&cfg.upstream);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let config = cfg.upstream_tls_config.clone();
+    start_tls(
+        tcp,
+        cfg.upstream_tls,
+        config,
+        host,
+        Some(Duration::from_secs(10)),
+    )
+    .await
+    .map_err(|e| match e {
+        StartError::Io(e) => fail(e.to_string()),
+        StartError::NoAnswer => fail("no answer to SSLRequest".into()),
+        StartError::Handshake(e) => fail(format!("TLS handshake failed: {e}")),
+        StartError::TlsRefused => {
+            fail("server does not accept TLS and --upstream-tls is require".into())
         }
-        (_, UpstreamTls::Require) => Err(fail(
-            "server does not accept TLS and --upstream-tls is require".into(),
-        )),
-        _ => Ok(Stream::Tcp(tcp)),
-    }
+    })
 }

@@ -3,12 +3,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    Disable,
-    Prefer,
-    Require,
-}
+use crate::wire::startup::SslMode;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnOpts {

@@ -4,5 +4,6 @@
 pub mod frame;
 pub mod messages;
 pub mod rowhash;
+pub mod startup;
 pub mod stream;
 pub mod tls;

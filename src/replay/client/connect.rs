@@ -9,13 +9,12 @@ use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Client;
-use crate::replay::conn_opts::{ConnOpts, SslMode};
-use crate::wire::frame::SSL_REQUEST_CODE;
+use crate::replay::conn_opts::ConnOpts;
 use crate::wire::messages::{Reader, parse_error, sasl_mechanisms};
+use crate::wire::startup::{StartError, start_tls};
 use crate::wire::stream::Stream;
 
 #[derive(Debug, Error)]
@@ -182,29 +181,14 @@ impl Client {
     }
 }
 
-async fn negotiate_tls(mut tcp: TcpStream, opts: &ConnOpts) -> Result<Stream, String> {
-    if opts.sslmode == SslMode::Disable {
-        return Ok(Stream::Tcp(tcp));
-    }
-    let mut req = [0u8; 8];
-    req[..4].copy_from_slice(&8u32.to_be_bytes());
-    req[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
-    tcp.write_all(&req).await.map_err(|e| e.to_string())?;
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer)
+async fn negotiate_tls(tcp: TcpStream, opts: &ConnOpts) -> Result<Stream, String> {
+    let config = crate::wire::tls::client_config_insecure();
+    start_tls(tcp, opts.sslmode, config, &opts.host, None)
         .await
-        .map_err(|e| e.to_string())?;
-    match (answer[0], opts.sslmode) {
-        (b'S', _) => {
-            let connector =
-                tokio_rustls::TlsConnector::from(crate::wire::tls::client_config_insecure());
-            let tls = connector
-                .connect(crate::wire::tls::server_name(&opts.host), tcp)
-                .await
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
-            Ok(Stream::ClientTls(Box::new(tls)))
-        }
-        (_, SslMode::Require) => Err("the server does not accept TLS and sslmode=require".into()),
-        _ => Ok(Stream::Tcp(tcp)),
-    }
+        .map_err(|e| match e {
+            StartError::Io(e) => e.to_string(),
+            StartError::NoAnswer => "no answer to SSLRequest".into(),
+            StartError::Handshake(e) => format!("TLS handshake failed: {e}"),
+            StartError::TlsRefused => "the server does not accept TLS and sslmode=require".into(),
+        })
 }
