@@ -152,12 +152,13 @@ impl<'a> Iterator for Frames<'a> {
     }
 }
 
-/// Appends a regular frame (`tag`, length, `body`) to `out`. Used only for
-/// messages pgtape itself originates (errors to clients, the replayer).
-pub fn put_frame(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
-    out.push(tag);
-    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    out.extend_from_slice(body);
+/// Appends a regular frame (`tag`, length, `body`) to `out` (a `Vec<u8>`
+/// or a `BytesMut`). Used only for messages pgtape itself originates
+/// (errors to clients, the replayer's client, rows the tap rebuilds).
+pub fn put_frame(out: &mut impl bytes::BufMut, tag: u8, body: &[u8]) {
+    out.put_u8(tag);
+    out.put_u32((body.len() + 4) as u32);
+    out.put_slice(body);
 }
 
 #[cfg(test)]

@@ -8,13 +8,8 @@ use postgres_protocol::message::frontend;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{Column, Extended};
+use crate::wire::frame::put_frame;
 use crate::wire::messages::Reader;
-
-pub(super) fn put_frame_bytes(out: &mut BytesMut, tag: u8, body: &[u8]) {
-    out.put_u8(tag);
-    out.put_u32(body.len() as u32 + 4);
-    out.put_slice(body);
-}
 
 /// Bind of the unnamed portal to `statement` with `x`'s captured parameters.
 pub(super) fn encode_bind(
@@ -52,7 +47,7 @@ pub(super) fn encode_parse(name: &str, sql: &[u8], oids: &[u32], out: &mut Bytes
     for o in oids {
         body.extend_from_slice(&o.to_be_bytes());
     }
-    put_frame_bytes(out, b'P', &body);
+    put_frame(out, b'P', &body);
 }
 
 /// The per-connection statement name key: the SQL and its parameter types.

@@ -14,7 +14,7 @@ use std::io;
 use postgres_protocol::message::frontend;
 
 use super::Client;
-use super::codec::put_frame_bytes;
+use crate::wire::frame::put_frame;
 
 /// What follows a COPY's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ impl Client {
                 let Some((&tag, body)) = item.split_first() else {
                     continue;
                 };
-                put_frame_bytes(&mut self.out, tag, body);
+                put_frame(&mut self.out, tag, body);
                 if matches!(tag, b'c' | b'f') {
                     ended = true;
                     break;
@@ -70,7 +70,7 @@ impl Client {
             } else {
                 b"pgtape: COPY data was not captured\0"
             };
-            put_frame_bytes(&mut self.out, b'f', why);
+            put_frame(&mut self.out, b'f', why);
         }
         if feed.after == After::Sync {
             frontend::sync(&mut self.out);
