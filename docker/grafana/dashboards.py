@@ -122,8 +122,8 @@ replay = dashboard("pgtape-replay", "pgtape replay", [
         ("sum by (side) (rate(pgtape_replay_order_released_total[1m]))", "{{side}} released/s")], unit="s"),
     panel(0, "Errors by side and class", [
         ("sum by (side, class) (rate(pgtape_replay_errors_total[1m]))", "{{side}} {{class}}")]),
-    panel(0, "Divergences by class", [
-        ("sum by (class) (pgtape_replay_divergences_total)", "{{class}}")]),
+    panel(0, "Results differing from the capture, by side", [
+        ("sum by (side) (rate(pgtape_replay_differing_total[1m]))", "{{side}}")]),
     panel(0, "Sessions", [("pgtape_replay_sessions_active", "{{side}}"),
                           ("pgtape_replay_statements_planned", "planned statements")]),
     panel(0, "Ready", [("pgtape_ready{job=\"pgtape-replay\"}", "ready"),

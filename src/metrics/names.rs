@@ -54,7 +54,7 @@ pub const REPLAY_DELAY_SECONDS: &str = "pgtape_replay_delay_seconds";
 pub const REPLAY_ORDER_WAIT_SECONDS: &str = "pgtape_replay_order_wait_seconds";
 pub const REPLAY_ORDER_RELEASED_TOTAL: &str = "pgtape_replay_order_released_total";
 pub const REPLAY_ERRORS_TOTAL: &str = "pgtape_replay_errors_total";
-pub const REPLAY_DIVERGENCES_TOTAL: &str = "pgtape_replay_divergences_total";
+pub const REPLAY_DIFFERING_TOTAL: &str = "pgtape_replay_differing_total";
 pub const REPLAY_STATEMENTS_PLANNED: &str = "pgtape_replay_statements_planned";
 pub const REPLAY_PROGRESS_RATIO: &str = "pgtape_replay_progress_ratio";
 pub const REPLAY_SESSIONS_ACTIVE: &str = "pgtape_replay_sessions_active";
@@ -234,9 +234,9 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         "Replayed statements that failed; labels side, class (SQLSTATE class)",
     ),
     (
-        REPLAY_DIVERGENCES_TOTAL,
+        REPLAY_DIFFERING_TOTAL,
         Kind::Counter,
-        "Divergences between source and target; label class",
+        "Replayed statements whose result differs from the captured one (command tag, rows, result hashes, SQLSTATE), counted as they are written; label side. Divergences of target against source are the diff's, after the replay",
     ),
     (
         REPLAY_STATEMENTS_PLANNED,

@@ -2,9 +2,10 @@
 //! [`install`] once, then these helpers from its workers; each is a handful
 //! of atomic operations through the global `metrics` facade.
 //!
-//! `side` is `"source"` or `"target"`; `class` of a divergence is one of the
-//! classes of the diff (`error_one_side`, `sqlstate`, `command_tag`,
-//! `columns`, `order_only`, `rows`, `noise`).
+//! `side` is `"source"` or `"target"`. What is known live is charted live:
+//! a result that differs from the captured one is counted as it is written;
+//! divergences of target against source are known only after the diff and
+//! are the verdict's, not a metric's.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -98,9 +99,10 @@ impl SideMetrics {
     }
 }
 
-/// Divergences between source and target found by the diff, by class.
-pub fn divergences(class: &str, count: u64) {
-    counter!(names::REPLAY_DIVERGENCES_TOTAL, "class" => class.to_string()).increment(count);
+/// The counter of `side`'s results that differ from the captured ones,
+/// registered once by the side's results writer.
+pub fn differing(side: &'static str) -> metrics::Counter {
+    counter!(names::REPLAY_DIFFERING_TOTAL, "side" => side)
 }
 
 /// A replay session opened (`+1`) or closed (`-1`) on `side`.

@@ -23,6 +23,8 @@ pub struct SideStats {
     order_wait: Histogram<u64>,
     order_released: u64,
     same_as_captured: u64,
+    /// Replayed results unlike the captured ones, as the metric sees them.
+    differing: metrics::Counter,
     first_us: i64,
     last_us: i64,
 }
@@ -45,6 +47,7 @@ impl SideStats {
             order_wait: crate::clock::hist(3),
             order_released: 0,
             same_as_captured: 0,
+            differing: crate::metrics::replay::differing(side),
             first_us: i64::MAX,
             last_us: i64::MIN,
         }
@@ -55,7 +58,11 @@ impl SideStats {
             self.order_wait.saturating_record(r.order_wait_us as u64);
         }
         self.order_released += r.order_released as u64;
-        self.same_as_captured += same_as_captured(r) as u64;
+        let same = same_as_captured(r);
+        self.same_as_captured += same as u64;
+        if !same && r.status != Status::NotReplayed {
+            self.differing.increment(1);
+        }
         self.remapped += r.remapped as u64;
         match r.status {
             Status::Ok => self.ok += 1,
