@@ -11,7 +11,7 @@ fn main() {
         Command::Proxy(args) => pgtape::proxy::main(args),
         Command::Workload(args) => pgtape::workload::main(args),
         Command::Demo(args) => pgtape::demo::main(args),
-        Command::Replay(args) => pgtape::replay::main(args),
+        Command::Replay(args) => pgtape::cli::replay::main(args),
         Command::Report(args) => pgtape::report::main(args),
     };
     match result {

@@ -30,17 +30,6 @@ const LAYERS: &[&[&str]] = &[
 /// commands).
 const BESIDE: &[(&str, usize, usize)] = &[("workload", 3, 7)];
 
-/// Back-edges of the tree this test was written against, each removed by
-/// the commit that straightens it: (file, module it must not use).
-const KNOWN: &[(&str, &str)] = &[
-    ("src/replay/args.rs", "diff"),
-    ("src/replay/run.rs", "cli"),
-    ("src/replay/run.rs", "diff"),
-    ("src/replay/run.rs", "proxy"),
-    ("src/replay/run.rs", "report"),
-    ("src/replay/summary.rs", "diff"),
-];
-
 /// Where a module may sit: its layer index, and the highest layer it may use
 /// (exclusive).
 fn place(module: &str) -> Option<(usize, usize)> {
@@ -209,21 +198,11 @@ fn no_module_uses_one_above_it() {
 
     let mut report = String::new();
     for ((file, used), at) in &offences {
-        if KNOWN.contains(&(file.as_str(), used.as_str())) {
-            continue;
-        }
         report.push_str(&format!(
             "{file} uses `{used}`, a layer at or above its own:\n"
         ));
         for line in at {
             report.push_str(&format!("    {line}\n"));
-        }
-    }
-    for (file, used) in KNOWN {
-        if !offences.contains_key(&(file.to_string(), used.to_string())) {
-            report.push_str(&format!(
-                "{file} no longer uses `{used}`: remove it from KNOWN in tests/layers.rs\n"
-            ));
         }
     }
     assert!(

@@ -346,7 +346,7 @@ fn bad_captures_and_unreachable_targets_are_errors_naming_them() {
     let run = |capture: &Path, target: &str| -> String {
         let results = dir.path().join("r");
         let args = replay_args(capture, &results, &a.url("postgres"), Some(target), &[]);
-        format!("{:#}", pgtape::replay::main(args).unwrap_err())
+        format!("{:#}", pgtape::cli::replay::main(args).unwrap_err())
     };
     let missing = dir.path().join("nope");
     assert!(
@@ -544,7 +544,7 @@ fn replay_with_a_target_ends_with_the_verdict_and_its_exit_code() {
             &extra,
         );
         // As the binary runs it: the verdict's exit code.
-        pgtape::replay::main(args).unwrap()
+        pgtape::cli::replay::main(args).unwrap()
     };
     let pass = dir.path().join("pass.json");
     assert_eq!(run(&same, &pass), 0);

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use super::tap::Tap;
+use crate::clock::now_us;
 use crate::wire::frame::{Direction, FrameError, Frames, peek_frame};
 use crate::wire::messages as msg;
 use crate::wire::stream::{ReadHalf, WriteHalf};
@@ -40,10 +41,6 @@ pub struct PumpCtx<'a> {
     /// Bytes read in this direction: one atomic add per read chunk.
     pub bytes: &'a metrics::Counter,
 }
-
-// `replay::run` still reaches for the clock here; it moves to `crate::clock`
-// when that file is next changed.
-pub use crate::clock::now_us;
 
 /// Pumps `rd` into `wr` until EOF, an error, or a stop message (an optional
 /// final frame to write, e.g. an ErrorResponse for the client).

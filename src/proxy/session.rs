@@ -21,10 +21,11 @@ use tracing::{debug, info, warn};
 
 use super::ProxyConfig;
 use super::admin::{self, SessionEntry};
-use super::pump::{End, PumpCtx, now_us, pump};
+use super::pump::{End, PumpCtx, pump};
 use super::startup::{Negotiated, code_of, negotiate};
 use super::tap::Tap;
 use crate::capture::event::ConnectEvent;
+use crate::clock::now_us;
 use crate::wire::frame::{Direction, FrameError};
 use crate::wire::messages::{error_response, startup_params};
 use crate::wire::startup::{StartError, start_tls};

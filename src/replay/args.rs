@@ -109,8 +109,6 @@ pub struct ReplayArgs {
     /// connections; races can mis-map), or not at all.
     #[arg(long, value_enum, default_value_t = super::remap::Mode::Session, env = "PGTAPE_REMAP")]
     pub remap: super::remap::Mode,
-    #[command(flatten)]
-    pub diff: crate::diff::DiffArgs,
 }
 
 /// A validated replay.

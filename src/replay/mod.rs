@@ -41,4 +41,4 @@ pub mod timer;
 pub mod watchdog;
 pub mod worker;
 
-pub use run::{ReplayArgs, ReplayConfig, main, replay};
+pub use run::{ReplayArgs, ReplayConfig, replay};

@@ -8,9 +8,9 @@
 //! statement starts; those in flight get `--shutdown-grace`, then are
 //! abandoned; every statement handed to a session and not run is written
 //! `not_replayed` / `interrupted`, the results files are closed readable,
-//! and `main` exits 2. A second signal exits at once.
+//! and `pgtape replay` ([`crate::cli::replay`]) exits 2. A second signal
+//! exits at once.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -34,66 +34,7 @@ use super::tables::{self, Catalog};
 use super::timer::{Clock, Timer};
 use super::watchdog::Watchdog;
 use super::worker::{SessionSpec, SideCtx, run_session};
-use crate::cli::exit;
 use crate::workers::{Spawner, WorkerPool};
-
-/// `pgtape replay`: exit 0 when the replay ran (and, with a target, passed).
-///
-/// With a target, the replay ends with the diff: its verdict is printed
-/// after the sides (and kept in the JSON), written to `--report`, and gives
-/// the exit code, as `pgtape report RESULTS_DIR` would.
-pub fn main(args: ReplayArgs) -> anyhow::Result<i32> {
-    let cfg = ReplayConfig::from_args(&args)?;
-    // Bad diff flags fail before anything is replayed.
-    let diff = args.diff.config()?;
-    if args.report.is_some() && cfg.target.is_none() {
-        bail!("--report writes the verdict of source against target: add --target URL");
-    }
-    // Sessions run on their own workers; this runtime only watches them.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let first_signal = async {
-        crate::cli::shutdown_signal().await;
-        // A second signal does not wait for the grace.
-        tokio::spawn(async {
-            crate::cli::shutdown_signal().await;
-            eprintln!("pgtape replay: second signal, exiting at once");
-            std::process::exit(exit::ERROR);
-        });
-    };
-    let mut summary = rt.block_on(replay(&cfg, first_signal))?;
-    let mut code = exit::OK;
-    if summary.interrupted {
-        code = exit::ERROR;
-    } else if let Some(target) = &cfg.target {
-        let v = rt.block_on(crate::diff::run_diff(
-            &cfg.results,
-            &diff,
-            Some((&cfg.source, target)),
-        ))?;
-        if let Some(path) = &args.report {
-            crate::report::verdict::write_report(&v, path)
-                .with_context(|| format!("--report {}", path.display()))?;
-        }
-        code = v.exit_code;
-        summary.verdict = Some(v);
-    }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match args.format {
-        Format::Table => {
-            write!(out, "{}", summary.table())?;
-            if let Some(v) = &summary.verdict {
-                writeln!(out)?;
-                crate::report::verdict::render(v, crate::report::Format::Table, &mut out)?;
-            }
-        }
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?,
-    }
-    out.flush()?;
-    Ok(code)
-}
 
 /// Raises the open-file limit to what `needed` connections take, or says why not.
 fn ensure_fds(needed: u64) -> anyhow::Result<()> {
@@ -193,7 +134,7 @@ pub async fn replay(
     let clock = Clock {
         timer: Timer::start(),
         t0: Instant::now() + lead,
-        t0_wall_us: crate::proxy::pump::now_us() + lead.as_micros() as i64,
+        t0_wall_us: crate::clock::now_us() + lead.as_micros() as i64,
         capture_start_us: outline.start_us,
         speed: cfg.speed,
         connect_ahead: cfg.connect_ahead,
@@ -331,7 +272,6 @@ pub async fn replay(
         sessions: outline.sessions,
         captured_statements: outline.statements,
         sides: summaries,
-        verdict: None,
     })
 }
 

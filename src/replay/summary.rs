@@ -211,8 +211,6 @@ pub struct ReplaySummary {
     pub sessions: u64,
     pub captured_statements: u64,
     pub sides: Vec<SideSummary>,
-    /// The diff of source and target (`null` with one side).
-    pub verdict: Option<crate::diff::Verdict>,
 }
 
 impl ReplaySummary {

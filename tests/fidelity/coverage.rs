@@ -46,7 +46,7 @@ fn a_verdict_mostly_noise_fails_on_coverage_and_every_format_shows_it() {
             json.to_str().unwrap(),
         ];
         e.extend_from_slice(extra);
-        pgtape::replay::main(replay_args(&capture, &results, &b, Some(&c), &e)).unwrap()
+        pgtape::cli::replay::main(replay_args(&capture, &results, &b, Some(&c), &e)).unwrap()
     };
     assert_eq!(
         replay(&[]),

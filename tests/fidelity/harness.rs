@@ -47,7 +47,7 @@ pub fn replay_args(
     source: &Cluster,
     target: Option<&Cluster>,
     extra: &[&str],
-) -> pgtape::replay::ReplayArgs {
+) -> pgtape::cli::replay::ReplayCommand {
     let mut argv = vec![
         "pgtape".to_string(),
         "replay".into(),
@@ -76,7 +76,7 @@ pub fn replay_and_diff(
     extra: &[&str],
 ) -> (ReplaySummary, Option<Verdict>) {
     let args = replay_args(capture, results, source, target, extra);
-    let cfg = ReplayConfig::from_args(&args).unwrap();
+    let cfg = ReplayConfig::from_args(&args.replay).unwrap();
     let summary = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(replay(&cfg, std::future::pending()))

@@ -177,7 +177,7 @@ pub fn replay_args(
     source: &str,
     target: Option<&str>,
     extra: &[&str],
-) -> pgtape::replay::ReplayArgs {
+) -> pgtape::cli::replay::ReplayCommand {
     let mut argv = vec![
         "pgtape".to_string(),
         "replay".into(),
@@ -211,5 +211,5 @@ pub fn config(
         target.as_deref(),
         extra,
     );
-    ReplayConfig::from_args(&args).unwrap()
+    ReplayConfig::from_args(&args.replay).unwrap()
 }

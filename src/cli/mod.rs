@@ -1,15 +1,16 @@
 //! The command line (clap derive). Each command's arguments are validated
 //! into its configuration before any I/O; errors name the flag and the fix.
+//!
+//! - [`replay`]: `pgtape replay`, the replay then the diff and its verdict.
 
 use clap::{Parser, Subcommand};
+
+pub mod replay;
 
 use crate::logging::LogFormat;
 
 /// The exit codes, documented in `--help` below.
 pub use crate::process::exit;
-// `replay::run` still reaches for the signal here; it moves to
-// `crate::process` when that file is next changed.
-pub use crate::process::shutdown_signal;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,7 +39,7 @@ pub enum Command {
     /// The whole story on this machine: clusters, proxy, workload, replay, verdict.
     Demo(crate::demo::DemoArgs),
     /// Re-issue a capture against a source and a target database at once.
-    Replay(crate::replay::ReplayArgs),
+    Replay(replay::ReplayCommand),
     /// Summarise a capture: top fingerprints, latency percentiles, errors, slow statements.
     Report(crate::report::ReportArgs),
 }
