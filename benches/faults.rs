@@ -22,19 +22,14 @@ use arrow::array::{Array, AsArray};
 use pgtape::capture::{Capture, col};
 use pgtape::cluster::{Cluster, ClusterOptions};
 
+mod common;
+use common::free_port;
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `pgtape proxy --capture` as a child process.

@@ -14,34 +14,12 @@
 //! package `pgbouncer`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use pgtape::cluster::{Cluster, ClusterOptions};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listening on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{Killed, free_port, median, wait_ready};
 
 fn start_pgbouncer(dir: &Path, upstream: u16) -> Option<(Killed, u16)> {
     let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
@@ -132,57 +110,22 @@ fn cpu_us(pid: u32) -> f64 {
     f.iter().sum::<f64>() * 1e6 / hz
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Runs pgbench and returns (tps, average latency ms, transactions).
+/// Runs pgbench -S and returns (tps, average latency ms, transactions).
 fn pgbench(port: u16, mode: &str, clients: u32, seconds: u32) -> (f64, f64, f64) {
-    let out = Command::new("pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-n",
-            "-S",
-            "-M",
-            mode,
-        ])
-        .args([
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &seconds.to_string(),
-            "postgres",
-        ])
-        .env("PGSSLMODE", "disable")
-        .output()
-        .expect("pgbench runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pgbench failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (clients, seconds) = (clients.to_string(), seconds.to_string());
+    let text = common::pgbench(
+        port,
+        &["-S", "-M", mode, "-c", &clients, "-j", "2", "-T", &seconds],
     );
     let find = |prefix: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split(['=', ' ']).filter_map(|w| w.parse().ok()).next())
+        common::figure(&text, prefix)
             .unwrap_or_else(|| panic!("no {prefix:?} in pgbench output:\n{text}"))
     };
-    let tx = text
-        .lines()
-        .find(|l| l.starts_with("number of transactions actually processed"))
-        .and_then(|l| l.split([':', '/']).nth(1))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0.0);
-    (find("tps"), find("latency average"), tx)
+    (
+        find("tps"),
+        find("latency average"),
+        common::transactions(&text),
+    )
 }
 
 fn main() {

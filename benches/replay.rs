@@ -22,56 +22,19 @@
 //! BENCH_ONLY=reads or writes for one half).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pgtape::cluster::{Cluster, ClusterOptions};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pgtape");
+mod common;
+use common::{Killed, free_port, median, wait_ready};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BIN: &str = env!("CARGO_BIN_EXE_pgtape");
 
 /// Runs pgbench; returns its tps (0 for -i).
 fn pgbench(port: u16, args: &[&str]) -> f64 {
-    let out = Command::new("pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-n",
-        ])
-        .args(args)
-        .arg("postgres")
-        .env("PGSSLMODE", "disable")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.lines()
-        .find(|l| l.starts_with("tps"))
-        .and_then(|l| l.split(['=', ' ']).filter_map(|w| w.parse().ok()).next())
-        .unwrap_or(0.0)
-}
-
-struct Proxy(Child);
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
+    common::figure(&common::pgbench(port, args), "tps").unwrap_or(0.0)
 }
 
 fn record(db: &Cluster, capture: &Path, run: impl FnOnce(u16)) {
@@ -91,12 +54,8 @@ fn record(db: &Cluster, capture: &Path, run: impl FnOnce(u16)) {
         .env("RUST_LOG", "warn")
         .spawn()
         .unwrap();
-    let proxy = Proxy(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let proxy = Killed(child);
+    wait_ready(port);
     run(port);
     drop(proxy);
 }
@@ -193,11 +152,6 @@ fn newest_csv(db: &Cluster) -> std::path::PathBuf {
         .collect();
     logs.sort();
     logs.pop().expect("a csvlog file")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {
