@@ -5,18 +5,21 @@
 //! layers listed before its own, never its neighbours or a later one
 //! (`tests/layers.rs` keeps the order):
 //!
-//! 1. Foundations, knowing nothing of captures, sessions or verdicts:
-//!    - [`fasthash`]: the hasher of the per-row maps.
-//!    - [`logging`]: tracing to stderr, text or JSON.
-//!    - [`clock`]: UTC microseconds, durations as flags spell them, latency histograms.
-//!    - [`process`]: exit codes and the shutdown signals.
-//!    - [`wire`]: framing, the messages pgtape reads, TLS for both sides.
-//!    - [`sql`]: a statement's shape: fingerprint, normalised text, type, tables,
-//!      read-only, outer ORDER BY, volatility.
-//!    - [`workers`]: thread-per-core runtimes that proxy and replay sessions are spread over.
-//!    - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place.
-//!    - [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo).
-//!    - [`redis_server`]: throw-away redis-server processes (tests, demo).
+//! 1. Foundations, knowing nothing of captures, sessions or verdicts, in
+//!    three rows (a row uses only the rows above it):
+//!    - [`fasthash`]: the hasher of the per-row maps;
+//!      [`logging`]: tracing to stderr, text or JSON;
+//!      [`clock`]: UTC microseconds, durations as flags spell them, latency histograms;
+//!      [`process`]: exit codes and the shutdown signals.
+//!    - [`wire`]: framing, the messages pgtape reads, the SSLRequest, TLS for both sides;
+//!      [`sql`]: a statement's shape: fingerprint, normalised text, type, tables,
+//!      read-only, outer ORDER BY, volatility;
+//!      [`columnar`]: what every Parquet file pgtape writes shares: list columns,
+//!      zstd, the schema version check;
+//!      [`workers`]: thread-per-core runtimes that proxy and replay sessions are spread over.
+//!    - [`metrics`]: Prometheus `/metrics` and `/health`; every metric name in one place;
+//!      [`cluster`]: throw-away PostgreSQL clusters from the local binaries (tests, demo);
+//!      [`redis_server`]: throw-away redis-server processes (tests, demo).
 //! 2. [`capture`]: the tap event contract, the recorder (Arrow IPC segments →
 //!    Parquet) and the capture reader.
 //! 3. [`proxy`]: listener, session pump and the statement tap (produces events);
@@ -37,6 +40,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod columnar;
 pub mod demo;
 pub mod diff;
 pub mod fasthash;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Foundations: no knowledge of captures, sessions or verdicts.
     &["fasthash", "logging", "clock", "process"],
-    &["wire", "sql", "workers"],
+    &["wire", "sql", "columnar", "workers"],
     &["metrics", "cluster", "redis_server"],
     // The capture: the tap event contract, the recorder, the reader.
     &["capture"],

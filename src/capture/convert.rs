@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::ipc::reader::StreamReader;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::Encoding;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -17,6 +17,7 @@ use parquet::schema::types::ColumnPath;
 use super::CaptureError;
 use super::schema::{DICTIONARY_COLUMNS, col, meta};
 use super::segment::{PARQUET_EXT, create_private};
+use crate::columnar::zstd;
 
 /// Row groups close at this many bytes of encoded data (readers parallelise
 /// and skip by row group; DuckDB likes 64–256 MiB uncompressed).
@@ -33,10 +34,7 @@ pub struct Converted {
 
 /// The writer properties of every capture file.
 pub fn writer_properties(kv: Vec<KeyValue>) -> WriterProperties {
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid zstd level"),
-        ))
+    let mut b = zstd(WriterProperties::builder(), 3)
         .set_dictionary_enabled(false)
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_max_row_group_row_count(None)

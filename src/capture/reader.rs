@@ -33,6 +33,7 @@ use parquet::arrow::arrow_reader::{
 use super::CaptureError;
 use super::schema::{CAPTURE_SCHEMA_VERSION, meta};
 use super::segment::{PARQUET_EXT, SEGMENT_EXT};
+use crate::columnar::{Version, check_version};
 use segment::{SegmentBatches, check_segment};
 pub use segment::{SegmentExtent, SegmentNote};
 
@@ -340,19 +341,24 @@ pub fn check_file(path: &Path) -> Result<CaptureFile, CaptureError> {
         .filter(|kv| kv.key.starts_with("pgtape."))
         .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
         .collect();
-    let version = metadata
-        .get(meta::VERSION)
-        .and_then(|v| v.parse::<u32>().ok())
-        .ok_or_else(|| CaptureError::NotACapture {
-            path: path.to_path_buf(),
-        })?;
-    if version > CAPTURE_SCHEMA_VERSION {
-        return Err(CaptureError::NewerVersion {
-            path: path.to_path_buf(),
-            found: version,
-            supported: CAPTURE_SCHEMA_VERSION,
-        });
-    }
+    let version = match check_version(
+        metadata.get(meta::VERSION).map(String::as_str),
+        CAPTURE_SCHEMA_VERSION,
+    ) {
+        Version::Supported(v) => v,
+        Version::Newer(found) => {
+            return Err(CaptureError::NewerVersion {
+                path: path.to_path_buf(),
+                found,
+                supported: CAPTURE_SCHEMA_VERSION,
+            });
+        }
+        Version::Unreadable(_) | Version::Missing => {
+            return Err(CaptureError::NotACapture {
+                path: path.to_path_buf(),
+            });
+        }
+    };
     Ok(CaptureFile {
         path: path.to_path_buf(),
         rows: fm.num_rows(),

@@ -11,6 +11,8 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
+use crate::columnar::list_field;
+
 /// Version of the capture schema written by this build. 2 added `copy_data`,
 /// `copy_bytes` and `result_values` (a replay of a version-1 capture skips
 /// its COPY FROM STDIN statements and maps no values).
@@ -131,14 +133,6 @@ pub fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-fn list_of(name: &str, item: DataType, nullable_items: bool) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", item, nullable_items))),
-        true,
-    )
-}
-
 /// The startup parameters as a Parquet MAP<string, string>.
 pub fn startup_params_type() -> DataType {
     DataType::Map(
@@ -168,11 +162,11 @@ fn fields() -> Vec<Field> {
         Field::new(col::FINGERPRINT, Int64, true),
         Field::new(col::NORMALIZED_SQL, Utf8, true),
         Field::new(col::STATEMENT_NAME, Utf8, true),
-        list_of(col::PARAM_TYPES, UInt32, false),
-        list_of(col::PARAM_FORMATS, Int16, false),
-        list_of(col::PARAM_VALUES, Binary, true),
-        list_of(col::PARAM_LENGTHS, Int32, false),
-        list_of(col::RESULT_FORMATS, Int16, false),
+        list_field(col::PARAM_TYPES, UInt32, false),
+        list_field(col::PARAM_FORMATS, Int16, false),
+        list_field(col::PARAM_VALUES, Binary, true),
+        list_field(col::PARAM_LENGTHS, Int32, false),
+        list_field(col::RESULT_FORMATS, Int16, false),
         Field::new(col::MAX_ROWS, Int32, true),
         Field::new(col::COMMAND_TAG, Utf8, true),
         Field::new(col::ROWS, Int64, true),
@@ -191,9 +185,9 @@ fn fields() -> Vec<Field> {
         Field::new(col::DISCONNECT_REASON, Utf8, true),
         // Large offsets: one statement's COPY may pass 2 GiB with a raised
         // --max-copy-bytes, and a batch holds several.
-        list_of(col::COPY_DATA, LargeBinary, false),
+        list_field(col::COPY_DATA, LargeBinary, false),
         Field::new(col::COPY_BYTES, Int64, true),
-        list_of(col::RESULT_VALUES, Binary, false),
+        list_field(col::RESULT_VALUES, Binary, false),
     ]
 }
 

@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::DiffError;
+use crate::columnar::{Version, check_version};
 use crate::replay::results::{RESULTS_SCHEMA_VERSION, VERSION_KEY, col};
 
 /// The join key: (session_id, seq, clone).
@@ -95,15 +96,15 @@ impl ResultsDir {
                 .key_value_metadata()
                 .and_then(|kv| kv.iter().find(|kv| kv.key == VERSION_KEY))
                 .and_then(|kv| kv.value.clone());
-            match version.as_deref().map(str::parse::<u32>) {
-                Some(Ok(v)) if v <= RESULTS_SCHEMA_VERSION => {}
-                Some(_) => {
+            match check_version(version.as_deref(), RESULTS_SCHEMA_VERSION) {
+                Version::Supported(_) => {}
+                Version::Newer(_) | Version::Unreadable(_) => {
                     return Err(DiffError::Version {
                         path,
                         found: version.unwrap_or_default(),
                     });
                 }
-                None => return Err(DiffError::NotResults { path }),
+                Version::Missing => return Err(DiffError::NotResults { path }),
             }
             let rows = b.metadata().file_metadata().num_rows().max(0) as u64;
             Ok((path, rows))

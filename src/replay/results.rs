@@ -11,6 +11,8 @@ use arrow::array::{Array, BinaryArray};
 use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use crate::columnar::list_field;
+
 mod batch;
 mod writer;
 pub use batch::to_batch;
@@ -190,14 +192,6 @@ pub struct ResultRow {
     pub remapped: u32,
 }
 
-fn list(name: &str, item: DataType, nullable: bool) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", item, nullable))),
-        true,
-    )
-}
-
 /// The results schema (without metadata).
 pub fn results_schema() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
@@ -214,10 +208,10 @@ pub fn results_schema() -> SchemaRef {
             Field::new(col::SQL, Utf8, true),
             Field::new(col::PROTOCOL, Utf8, true),
             Field::new(col::READ_ONLY, Boolean, false),
-            list(col::PARAM_TYPES, UInt32, false),
-            list(col::PARAM_FORMATS, Int16, false),
-            list(col::PARAM_VALUES, Binary, true),
-            list(col::RESULT_FORMATS, Int16, false),
+            list_field(col::PARAM_TYPES, UInt32, false),
+            list_field(col::PARAM_FORMATS, Int16, false),
+            list_field(col::PARAM_VALUES, Binary, true),
+            list_field(col::RESULT_FORMATS, Int16, false),
             Field::new(col::MAX_ROWS, Int32, false),
             Field::new(col::CAPTURED_TS, ts.clone(), false),
             Field::new(col::CAPTURED_DURATION_US, Int64, false),
@@ -241,11 +235,11 @@ pub fn results_schema() -> SchemaRef {
             Field::new(col::ORDERED_HASH, Int64, false),
             Field::new(col::UNORDERED_HASH, Int64, false),
             Field::new(col::RESULT_BYTES, Int64, false),
-            list(col::COLUMN_NAMES, Utf8, false),
-            list(col::COLUMN_TYPES, UInt32, false),
+            list_field(col::COLUMN_NAMES, Utf8, false),
+            list_field(col::COLUMN_TYPES, UInt32, false),
             Field::new(col::SQLSTATE, Utf8, true),
             Field::new(col::ERROR_MESSAGE, Utf8, true),
-            list(col::COLUMN_TYPE_NAMES, Utf8, true),
+            list_field(col::COLUMN_TYPE_NAMES, Utf8, true),
             Field::new(col::REMAPPED, Int32, false),
         ]))
     })

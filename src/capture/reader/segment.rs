@@ -22,6 +22,7 @@ use arrow::ipc::reader::StreamReader;
 use super::{CaptureFile, Predicate};
 use crate::capture::CaptureError;
 use crate::capture::schema::{CAPTURE_SCHEMA_VERSION, meta};
+use crate::columnar::{Version, check_version};
 
 /// How much of an unconverted segment a scan reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,19 +84,24 @@ pub fn check_segment(path: &Path) -> Result<Option<CaptureFile>, CaptureError> {
         .filter(|(k, _)| k.starts_with("pgtape."))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let version = metadata
-        .get(meta::VERSION)
-        .and_then(|v| v.parse::<u32>().ok())
-        .ok_or_else(|| CaptureError::NotACapture {
-            path: path.to_path_buf(),
-        })?;
-    if version > CAPTURE_SCHEMA_VERSION {
-        return Err(CaptureError::NewerVersion {
-            path: path.to_path_buf(),
-            found: version,
-            supported: CAPTURE_SCHEMA_VERSION,
-        });
-    }
+    let version = match check_version(
+        metadata.get(meta::VERSION).map(String::as_str),
+        CAPTURE_SCHEMA_VERSION,
+    ) {
+        Version::Supported(v) => v,
+        Version::Newer(found) => {
+            return Err(CaptureError::NewerVersion {
+                path: path.to_path_buf(),
+                found,
+                supported: CAPTURE_SCHEMA_VERSION,
+            });
+        }
+        Version::Unreadable(_) | Version::Missing => {
+            return Err(CaptureError::NotACapture {
+                path: path.to_path_buf(),
+            });
+        }
+    };
     let (mut batches, mut rows, mut torn) = (0usize, 0i64, false);
     for b in reader {
         match b {

@@ -5,11 +5,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use super::{RESULTS_SCHEMA_VERSION, ResultRow, VERSION_KEY, col, results_schema, to_batch};
+use crate::columnar::zstd;
 
 /// Writes one side's results file, a batch at a time (`.tmp`, renamed on finish).
 pub struct ResultWriter {
@@ -53,10 +53,7 @@ impl ResultWriter {
         let file = File::create(&tmp).map_err(|e| ResultsError::io(&tmp, e))?;
         let mut kv = vec![(VERSION_KEY.to_string(), RESULTS_SCHEMA_VERSION.to_string())];
         kv.extend(metadata.iter().cloned());
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(1).expect("valid level"),
-            ))
+        let mut props = zstd(WriterProperties::builder(), 1)
             // A row group is held encoded in memory until it is written:
             // 128 Ki rows keeps a long replay's memory close to a short one's.
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
