@@ -26,6 +26,7 @@ pub mod scheduler;
 pub mod setup;
 pub mod stats;
 pub mod summary;
+mod traffic;
 
 use std::future::Future;
 use std::io::Write;
@@ -46,10 +47,10 @@ pub use stats::Recorder;
 pub use summary::Summary;
 pub use summary::render;
 
-use analytics::{Ctx, EventChooser, RequestChooser, ingest, queries};
 use cache::Cache;
-use scheduler::{Gate, Plan, drive, expected_ops};
-use summary::{Latency, NetworkBaseline, RunFacts};
+use scheduler::{Gate, Plan};
+use summary::{Latency, NetworkBaseline};
+use traffic::Traffic;
 
 #[derive(Debug, Error)]
 pub enum WorkloadError {
@@ -87,6 +88,10 @@ pub async fn run(
 
 /// [`run`], handing the live [`Recorder`] to `observe` before load starts
 /// (the hook for a Prometheus exporter: it reads `recorder.live`).
+///
+/// The stages, in order: connect and check the schema, the cache; the
+/// profile's traffic until its end or `shutdown` (`traffic.rs`); the wind
+/// down of what still runs; the summary of what the recorder saw.
 pub async fn run_observed(
     cfg: &WorkloadConfig,
     shutdown: impl Future<Output = ()>,
@@ -124,160 +129,38 @@ pub async fn run_observed(
     let progress = cfg
         .progress
         .then(|| tokio::spawn(progress_line(rec.clone(), stop_rx.clone())));
-    let ingest_rate = cfg.events_per_second / analytics::mean_events_per_request();
+    let traffic = Traffic {
+        cfg,
+        plan: &plan,
+        gate: &gate,
+        rec: &rec,
+        stop: stop_rx,
+    };
     let mut background = Vec::new();
-    let interrupted;
-    tokio::pin!(shutdown);
-    match cfg.profile {
+    let interrupted = match cfg.profile {
         Profile::Analytics => {
-            let ctx = Arc::new(Ctx::new(pool.clone(), cache, rec.clone(), sizes, cfg.copy));
-            if let Some(con) = &stream_con {
-                ingest::create_group(&mut con.clone()).await.map_err(|e| {
-                    WorkloadError::BadInput(format!("cannot create the Redis consumer group: {e}"))
-                })?;
-                let url = cfg.redis_url.as_deref().unwrap_or_default();
-                for i in 0..2 {
-                    // Own connections: XREADGROUP BLOCK would stall the
-                    // cache's multiplexed one.
-                    let con = cache::connect_redis(url).await.map_err(|cause| {
-                        WorkloadError::RedisUnreachable {
-                            url: args::mask_url(url),
-                            cause,
-                        }
-                    })?;
-                    background.push(tokio::spawn(ingest::drain_worker(
-                        ctx.clone(),
-                        con,
-                        format!("worker-{i}"),
-                        stop_rx.clone(),
-                    )));
-                }
-            }
-            background.push(tokio::spawn(queries::refresh_loop(
-                ctx.clone(),
-                cfg.refresh_interval,
-                plan.end,
-                stop_rx.clone(),
-            )));
-            let mut events = EventChooser::new(cfg.seed, sizes);
-            let mut requests = RequestChooser::new(
-                cfg.seed,
-                sizes,
-                cfg.read_write_ratio,
-                cfg.cache_hit_target,
-                rec.clone(),
-            );
-            let ingest = drive(
-                ingest_rate,
-                || events.next_request(),
-                |batch, due| {
-                    if let Some(first) = batch.first() {
-                        self::metrics::ingested(first.org, batch.iter().map(|e| e.event_type));
-                    }
-                    let (ctx, con) = (ctx.clone(), stream_con.clone());
-                    async move {
-                        match con {
-                            Some(con) => ingest::publish(&ctx, con, batch, due).await,
-                            None => ingest::direct(&ctx, batch, due).await,
-                        }
-                    }
-                },
-                &plan,
-                &gate,
-                &rec,
-            );
-            let app = drive(
-                cfg.queries_per_second,
-                || requests.next_request(),
-                |req, due| {
-                    let ctx = ctx.clone();
-                    async move { queries::execute(&ctx, req, due).await }
-                },
-                &plan,
-                &gate,
-                &rec,
-            );
-            interrupted = tokio::select! {
-                _ = async { tokio::join!(ingest, app) } => false,
-                _ = &mut shutdown => true,
-            };
+            traffic
+                .analytics(
+                    pool.clone(),
+                    cache,
+                    stream_con,
+                    sizes,
+                    &mut background,
+                    shutdown,
+                )
+                .await?
         }
-        Profile::Orders => {
-            let shape = orders::shape(&pool).await?;
-            let mut chooser = orders::OrderChooser::new(cfg.seed, cfg.query_type, shape);
-            let ops = drive(
-                cfg.queries_per_second,
-                || chooser.next_op(),
-                |op, due| {
-                    let (pool, rec) = (pool.clone(), rec.clone());
-                    async move { orders::execute(&pool, &rec, op, due).await }
-                },
-                &plan,
-                &gate,
-                &rec,
-            );
-            interrupted = tokio::select! {
-                _ = ops => false,
-                _ = &mut shutdown => true,
-            };
-        }
-    }
+        Profile::Orders => traffic.orders(&pool, shutdown).await?,
+    };
     let dispatch_end = Instant::now().min(plan.end);
     let _ = stop_tx.send(true);
-    if !gate.drain(Duration::from_secs(30)).await {
-        tracing::warn!(
-            "operations still running 30 s after the run ended; summarising without them"
-        );
-    }
-    for task in background {
-        if tokio::time::timeout(Duration::from_secs(30), task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("a background worker did not finish within 30 s");
-        }
-    }
-    if let Some(p) = progress {
-        let _ = p.await;
-    }
+    traffic::wind_down(&gate, background, progress).await;
     if interrupted {
         tracing::info!("interrupted: summarising what ran");
     }
-    let measured = dispatch_end.saturating_duration_since(plan.measure_from);
-    let target = |rate: f64| {
-        if measured.is_zero() {
-            0.0
-        } else {
-            expected_ops(rate, &plan, measured) / measured.as_secs_f64()
-        }
-    };
-    let (target_events, target_queries) = match cfg.profile {
-        Profile::Analytics => (
-            target(cfg.events_per_second),
-            target(cfg.queries_per_second),
-        ),
-        Profile::Orders => (0.0, target(cfg.queries_per_second)),
-    };
     pool.close().await;
-    Ok(summary::build(
-        &rec,
-        RunFacts {
-            profile: cfg.profile,
-            pattern: cfg.pattern,
-            seed: cfg.seed,
-            duration_s: measured.as_secs_f64(),
-            connections: cfg.connections,
-            target_events,
-            target_queries,
-            target_ingest_requests: target_events / analytics::mean_events_per_request(),
-            cache_backend,
-            cache_target_pct: match cfg.profile {
-                Profile::Analytics => cfg.cache_hit_target * 100.0,
-                Profile::Orders => 0.0,
-            },
-            network,
-        },
-    ))
+    let facts = traffic::run_facts(cfg, &plan, dispatch_end, cache_backend, network);
+    Ok(summary::build(&rec, facts))
 }
 
 /// `SELECT 1` round trips on one connection: the floor under every query.
