@@ -2,7 +2,6 @@
 //! parameters, both sides' results with columns and error messages), read
 //! back from the results files by key after the join.
 
-use crate::wire::messages::render_param;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -12,7 +11,8 @@ use arrow::datatypes::{Int16Type, Int32Type, Int64Type, UInt32Type};
 use super::DiffError;
 use super::load::{Key, opt_str, scan};
 use super::model::{Column, SideSummary};
-use crate::replay::results::col;
+use crate::replay::results::{Status, col};
+use crate::wire::messages::render_param;
 
 /// Everything a report shows about one statement on one side.
 #[derive(Debug, Clone)]
@@ -102,10 +102,12 @@ pub fn details(path: &Path, keys: &HashSet<Key>) -> Result<HashMap<Key, Detail>,
                         .collect(),
                     captured: SideSummary {
                         status: if captured_sqlstate.is_some() {
-                            "error".into()
+                            Status::Error
                         } else {
-                            "ok".into()
-                        },
+                            Status::Ok
+                        }
+                        .as_str()
+                        .into(),
                         command_tag: opt_str(strc(col::CAPTURED_COMMAND_TAG), i),
                         rows: i64c(col::CAPTURED_ROWS).value(i),
                         columns: Vec::new(),

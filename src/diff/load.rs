@@ -34,13 +34,8 @@ pub struct Outcome {
     pub columns: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Status {
-    #[default]
-    Ok,
-    Error,
-    NotReplayed,
-}
+/// The results contract's status, owned by the replay that writes it.
+pub use crate::replay::results::Status;
 
 /// One row of a results file as the join keeps it.
 #[derive(Debug, Clone)]
@@ -226,14 +221,6 @@ fn opt_str_ref(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
     (i < a.len() && !a.is_null(i)).then(|| a.value(i))
 }
 
-fn status(s: &str) -> Status {
-    match s {
-        "error" => Status::Error,
-        "not_replayed" => Status::NotReplayed,
-        _ => Status::Ok,
-    }
-}
-
 pub(super) fn opt_str(a: &arrow::array::StringArray, i: usize) -> Option<String> {
     (!a.is_null(i)).then(|| a.value(i).to_string())
 }
@@ -304,7 +291,7 @@ pub fn read_side(path: &Path, mut f: impl FnMut(SideRow)) -> Result<(), DiffErro
                 duration_us: dur.value(i),
                 started_us: started.value(i),
                 outcome: Outcome {
-                    status: status(st.value(i)),
+                    status: Status::parse(st.value(i)),
                     sqlstate: opt_str(state, i),
                     command_tag: opt_str(tag, i),
                     rows: rows.value(i),

@@ -70,9 +70,12 @@ pub mod col {
     pub const REMAPPED: &str = "remapped";
 }
 
-/// What happened to one statement on one side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happened to one statement on one side: the `status` column,
+/// written by the replay and read by the diff through [`Status::as_str`]
+/// and [`Status::parse`] only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Status {
+    #[default]
     Ok,
     Error,
     NotReplayed,
@@ -84,6 +87,15 @@ impl Status {
             Status::Ok => "ok",
             Status::Error => "error",
             Status::NotReplayed => "not_replayed",
+        }
+    }
+
+    /// The status a results file spells `s`; anything unknown reads as `ok`.
+    pub fn parse(s: &str) -> Status {
+        match s {
+            "error" => Status::Error,
+            "not_replayed" => Status::NotReplayed,
+            _ => Status::Ok,
         }
     }
 }
