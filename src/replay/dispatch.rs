@@ -24,7 +24,7 @@
 //! completion order, late by at most the outline's measured lateness).
 //!
 //! A write's "start" is when it really ran: its end less its fingerprint's
-//! typical (median) duration, when that is later than its start. A write
+//! typical (median) duration, when it took over twice that. A write
 //! that took far longer than usual was waiting for a lock in the capture,
 //! and whatever completed while it waited (the holder's COMMIT, the writes
 //! that queued before it) must complete before it on replay too, or the
@@ -129,7 +129,7 @@ impl Dispatcher {
         let mut ended = i64::MIN;
         // Statements must be sent before later commits only if anything commits.
         let observers = !self.outline.typical_us.is_empty();
-        let mut shapes: FastMap<i64, TableSet> = FastMap::default();
+        let mut shapes: FastMap<i64, (TableSet, TableSet)> = FastMap::default();
         let result = loop {
             self.throttle(frontier);
             if self.stop.is_cancelled() {
@@ -162,13 +162,24 @@ impl Dispatcher {
                         frontier = frontier.max(captured.ts_us);
                         ended = ended.max(captured.ts_us + captured.duration_us.max(0));
                         if let Some(sides) = &self.order {
-                            let tables = shapes
+                            let (tables, seqs) = shapes
                                 .entry(captured.fingerprint)
-                                .or_insert_with(|| self.catalog.resolve(&captured.normalized_sql))
+                                .or_insert_with(|| {
+                                    let sql = &captured.normalized_sql;
+                                    (
+                                        self.catalog.resolve(sql),
+                                        self.catalog.sequences.resolve(sql),
+                                    )
+                                })
                                 .clone();
                             let typical = self.outline.typical_us.get(&captured.fingerprint);
                             *order =
                                 tag(captured, tables, typical.copied(), &mut s.txn, &mut serial);
+                            if let (Some(after), Some(_)) = (order.after, &seqs) {
+                                serial += 1;
+                                order.seq = Some((after, serial));
+                                order.seq_tables = seqs;
+                            }
                             if !observers {
                                 order.sent = None;
                             }
@@ -178,6 +189,9 @@ impl Dispatcher {
                                 }
                                 if let Some(sent) = order.sent {
                                     side.expect(Gate::Sent, sent, s.index, &order.tables);
+                                }
+                                if let Some(seq) = order.seq {
+                                    side.expect(Gate::Seq, seq, s.index, &order.seq_tables);
                                 }
                             }
                             stats.sync_points += order.sync.is_some() as u64;
@@ -193,6 +207,7 @@ impl Dispatcher {
                 for side in sides {
                     side.advance_frontier(Gate::Done, ended.saturating_sub(o.max_end_lateness_us));
                     side.advance_frontier(Gate::Sent, frontier.saturating_sub(o.max_lateness_us));
+                    side.advance_frontier(Gate::Seq, frontier.saturating_sub(o.max_lateness_us));
                 }
             }
             for key in touched.drain(..) {
@@ -211,6 +226,7 @@ impl Dispatcher {
         for side in self.order.iter().flatten() {
             side.advance_frontier(Gate::Done, i64::MAX);
             side.advance_frontier(Gate::Sent, i64::MAX);
+            side.advance_frontier(Gate::Seq, i64::MAX);
         }
         for s in sessions.values() {
             for q in &s.queues {
@@ -303,8 +319,11 @@ fn tag(
     let control = control(&c.normalized_sql);
     let writes = !c.read_only || takes_lock(&c.normalized_sql);
     let end = c.ts_us + c.duration_us.max(0);
+    // "Much longer": twice the typical duration, well past the error of the
+    // median's estimate (19 %), so a statement that is its fingerprint's
+    // only sample counts from its start.
     let ran = match typical_us {
-        Some(t) if writes => c.ts_us.max(end - t),
+        Some(t) if writes && c.duration_us > 2 * t => end - t,
         _ => c.ts_us,
     };
     if writes {
@@ -327,6 +346,7 @@ fn tag(
         sent: (!control).then(|| (ran, next())),
         publish: publishes.then_some(c.ts_us),
         tables,
+        ..Default::default()
     }
 }
 
@@ -460,6 +480,10 @@ mod tests {
         let quick = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
         let w = tag(&quick, t(&[0]), Some(200), &mut txn, &mut serial);
         assert_eq!(w.after, Some(1_000), "shorter than typical: its start");
+        let mut near = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
+        near.duration_us = 380;
+        let w = tag(&near, t(&[0]), Some(200), &mut txn, &mut serial);
+        assert_eq!(w.after, Some(1_000), "under twice typical: its start");
         let mut read = stmt("SELECT ?", true, b'T', 1_000);
         read.duration_us = 50_000;
         let r = tag(&read, t(&[0]), Some(200), &mut txn, &mut serial);

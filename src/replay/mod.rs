@@ -34,6 +34,7 @@ pub mod queue;
 pub mod remap;
 pub mod results;
 pub mod run;
+pub mod sequences;
 pub mod spool;
 pub mod summary;
 pub mod tables;

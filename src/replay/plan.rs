@@ -86,6 +86,11 @@ pub struct OrderTag {
     /// on `sync_tables`, until every statement that had started before this
     /// captured time has been sent on the side.
     pub publish: Option<i64>,
+    /// Draws from `seq_tables` (sequences): wait, there, until every
+    /// statement drawing from them that had started before this captured
+    /// time has completed on the side; remove it once it ran.
+    pub seq: Option<SyncKey>,
+    pub seq_tables: TableSet,
 }
 
 /// What the first pass learnt.

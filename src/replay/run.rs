@@ -124,7 +124,7 @@ pub async fn replay(
     let (sides, writers) = start_sides(
         cfg,
         &sides_opts,
-        catalog.tables(),
+        (catalog.tables(), catalog.sequences.count()),
         &pressure,
         (&stop, &abort),
     )?;
@@ -301,7 +301,7 @@ type Writer = std::thread::JoinHandle<Result<SideStats, ResultsError>>;
 fn start_sides(
     cfg: &ReplayConfig,
     sides_opts: &[(&'static str, ConnOpts)],
-    tables: usize,
+    tables: (usize, usize),
     pressure: &Arc<Pressure>,
     (stop, abort): (&CancellationToken, &CancellationToken),
 ) -> anyhow::Result<(Vec<Arc<SideCtx>>, Vec<Writer>)> {
@@ -361,7 +361,7 @@ fn start_sides(
             recent: Default::default(),
             metrics: crate::metrics::replay::SideMetrics::new(name),
             order: (cfg.order == OrderMode::Commit)
-                .then(|| Arc::new(SideOrder::new(tables, pressure.clone()))),
+                .then(|| Arc::new(SideOrder::new(tables.0, tables.1, pressure.clone()))),
             remap: super::remap::SideRemap::new(cfg.remap),
         }));
     }

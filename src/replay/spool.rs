@@ -180,6 +180,8 @@ fn encode(it: &Item, b: &mut Vec<u8>) {
             put_tables(b, &order.sync_tables);
             put_key(b, order.sent);
             put_time(b, order.publish);
+            put_key(b, order.seq);
+            put_tables(b, &order.seq_tables);
             for v in [c.session_id, c.seq, c.ts_us, c.duration_us, c.fingerprint] {
                 put_i64(b, v);
             }
@@ -345,6 +347,8 @@ fn decode(r: &mut Dec, key: &SessionKey) -> io::Result<Item> {
                 sync_tables: r.tables()?,
                 sent: r.key()?,
                 publish: r.time()?,
+                seq: r.key()?,
+                seq_tables: r.tables()?,
             };
             let mut c = Captured {
                 session_id: r.i64()?,
@@ -466,6 +470,8 @@ mod tests {
                     sync_tables: None,
                     sent: Some((1_700_000_000_000_000, 13)),
                     publish: Some(5),
+                    seq: Some((1_700_000_000_000_000, 14)),
+                    seq_tables: Some(vec![1u32].into()),
                 },
             },
             Item::Disconnect {

@@ -34,6 +34,8 @@ pub struct Catalog {
     /// `relname` and `schema.relname` → id; `None` when not plain or ambiguous.
     names: FastMap<String, Option<u32>>,
     ids: usize,
+    /// The sequences tables draw from.
+    pub sequences: super::sequences::Sequences,
 }
 
 const RELATIONS: &str = "SELECT c.oid::int8, n.nspname, c.relname, \
@@ -52,7 +54,15 @@ impl Catalog {
         let mut c = Client::connect(opts, &opts.user, &[]).await?;
         let rels = query(&mut c, RELATIONS).await?;
         let fks = query(&mut c, FOREIGN_KEYS).await?;
+        let seqs = query(&mut c, super::sequences::SEQUENCES).await?;
         c.terminate().await;
+        let seqs: Vec<(String, String, i64)> = seqs
+            .into_iter()
+            .filter_map(|r| match &r[..] {
+                [Some(ns), Some(t), Some(s)] => Some((ns.clone(), t.clone(), s.parse().ok()?)),
+                _ => None,
+            })
+            .collect();
         let rels: Vec<(i64, String, String, bool)> = rels
             .into_iter()
             .filter_map(|r| match &r[..] {
@@ -69,7 +79,9 @@ impl Catalog {
                 _ => None,
             })
             .collect();
-        Ok(Catalog::build(&rels, &fks))
+        let mut catalog = Catalog::build(&rels, &fks);
+        catalog.sequences = super::sequences::Sequences::build(&seqs);
+        Ok(catalog)
     }
 
     /// The catalog from its relations (oid, schema, name, plain) and
@@ -118,6 +130,7 @@ impl Catalog {
         Catalog {
             names,
             ids: ids.len(),
+            sequences: Default::default(),
         }
     }
 
@@ -173,7 +186,7 @@ async fn query(c: &mut Client, sql: &str) -> anyhow::Result<Vec<Vec<Option<Strin
     }
 }
 
-fn is_kw(t: Option<&Token>, kw: &str) -> bool {
+pub(super) fn is_kw(t: Option<&Token>, kw: &str) -> bool {
     matches!(t, Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw))
 }
 
@@ -314,7 +327,7 @@ fn is_clause(w: &str) -> bool {
 }
 
 /// A possibly schema-qualified name at `i`, and the index after it.
-fn qualified_name(toks: &[Token], mut i: usize) -> (String, usize) {
+pub(super) fn qualified_name(toks: &[Token], mut i: usize) -> (String, usize) {
     let mut name = String::new();
     while let Some(Token::Word(w)) = toks.get(i) {
         if w.quote_style.is_none() && is_clause(&w.value) && name.is_empty() {

@@ -269,6 +269,7 @@ async fn statement(
     if own {
         settle(spec, Gate::Sent, s.order.sent);
         settle(spec, Gate::Done, s.order.sync);
+        settle(spec, Gate::Seq, s.order.seq);
     }
 }
 
@@ -280,6 +281,7 @@ async fn wait_order(o: &SideOrder, tag: &OrderTag, slot: &Slot) -> Waited {
     for (gate, after, tables) in [
         (Gate::Done, tag.after, &tag.tables),
         (Gate::Sent, tag.publish, &tag.sync_tables),
+        (Gate::Seq, tag.seq.map(|k| k.0), &tag.seq_tables),
     ] {
         if let Some(after) = after {
             let x = o.wait(gate, after, tables, slot).await;

@@ -16,6 +16,13 @@
 //!   sent on the side, so none of them sees its effects on replay when it
 //!   could not in the capture.
 //!
+//! - **Take the values it took** ([`Gate::Seq`]). A statement that draws
+//!   from a sequence (an INSERT or COPY into a table whose column defaults
+//!   to one) waits until every statement drawing from the same sequence
+//!   that had started before it has completed on the side, so rows get the
+//!   ids they got in the capture (overlapping inserts go in the order they
+//!   started, the best the capture can tell).
+//!
 //! Tables come from the SQL and the source's catalog ([`TableSet`]; `None`
 //! is "any table": unknown names, views, functions, DDL that creates). The
 //! bookkeeping needs no sorting: the dispatcher registers each entry
@@ -71,7 +78,13 @@ pub enum Gate {
     Done = 0,
     /// Statements, pending until they were sent on the side.
     Sent = 1,
+    /// Statements drawing from a sequence (sets are sequences, not tables),
+    /// pending until they completed on the side.
+    Seq = 2,
 }
+
+/// Gates a side keeps.
+const GATES: usize = 3;
 
 /// A replay session's registration on a side: its backend and what it is
 /// doing, which is what the watchdog's cycle test needs.
@@ -95,7 +108,7 @@ pub enum Release {
 }
 
 struct Inner {
-    gates: [GateState; 2],
+    gates: [GateState; GATES],
     next_waiter: u64,
     slots: FastMap<u64, Arc<Slot>>,
 }
@@ -105,9 +118,9 @@ pub struct SideOrder {
     inner: Mutex<Inner>,
     /// Per gate, per set (all, any table, then each table): the earliest
     /// pending entry's time (`i64::MAX` when none), read without the lock.
-    watermarks: [Box<[AtomicI64]>; 2],
+    watermarks: [Box<[AtomicI64]>; GATES],
     /// Per gate: every entry before this time is registered.
-    frontier: [AtomicI64; 2],
+    frontier: [AtomicI64; GATES],
     closed: AtomicBool,
     waiting: AtomicU64,
     released_deadlock: AtomicU64,
@@ -117,21 +130,26 @@ pub struct SideOrder {
 }
 
 impl SideOrder {
-    /// The order of a side whose statements use `tables` known tables.
-    pub fn new(tables: usize, pressure: Arc<Pressure>) -> SideOrder {
-        let marks = || {
-            (0..gate::sets(tables))
+    /// The order of a side whose statements use `tables` known tables and
+    /// draw from `sequences` known sequences.
+    pub fn new(tables: usize, sequences: usize, pressure: Arc<Pressure>) -> SideOrder {
+        let marks = |n| {
+            (0..gate::sets(n))
                 .map(|_| AtomicI64::new(i64::MAX))
                 .collect::<Box<[_]>>()
         };
         SideOrder {
             inner: Mutex::new(Inner {
-                gates: [GateState::new(tables), GateState::new(tables)],
+                gates: [
+                    GateState::new(tables),
+                    GateState::new(tables),
+                    GateState::new(sequences),
+                ],
                 next_waiter: 0,
                 slots: FastMap::default(),
             }),
-            watermarks: [marks(), marks()],
-            frontier: [AtomicI64::new(i64::MIN), AtomicI64::new(i64::MIN)],
+            watermarks: [marks(tables), marks(tables), marks(sequences)],
+            frontier: [const { AtomicI64::new(i64::MIN) }; GATES],
             closed: AtomicBool::new(false),
             waiting: AtomicU64::new(0),
             released_deadlock: AtomicU64::new(0),

@@ -11,7 +11,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// A side of 3 known tables whose dispatcher has registered everything.
 fn side() -> Arc<SideOrder> {
-    let o = Arc::new(SideOrder::new(3, Arc::default()));
+    let o = Arc::new(SideOrder::new(3, 0, Arc::default()));
     o.advance_frontier(Gate::Done, i64::MAX);
     o.advance_frontier(Gate::Sent, i64::MAX);
     o
@@ -85,7 +85,7 @@ fn tables_hold_only_their_own_statements() {
 /// counts as a session the dispatcher must read on for meanwhile.
 #[test]
 fn waits_hold_until_the_frontier_passes() {
-    let o = Arc::new(SideOrder::new(1, Arc::default()));
+    let o = Arc::new(SideOrder::new(1, 0, Arc::default()));
     rt().block_on(async {
         let h = spawn_wait(&o, Gate::Sent, 500, tables(&[0])).await;
         assert_eq!(o.pressure.starving.load(Ordering::Relaxed), 1);
