@@ -14,12 +14,15 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use bytes::Bytes;
 
-/// How a statement reached the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a statement reached the server: the capture's and the result
+/// files' `protocol` column, written with [`Protocol::as_str`] and read
+/// with [`Protocol::parse`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Protocol {
     /// A Query message (possibly several statements in one string).
     Simple,
     /// Parse/Bind/Execute.
+    #[default]
     Extended,
 }
 
@@ -28,6 +31,14 @@ impl Protocol {
         match self {
             Protocol::Simple => "simple",
             Protocol::Extended => "extended",
+        }
+    }
+
+    /// The protocol a file spells `s`; anything but `simple` is extended.
+    pub fn parse(s: &str) -> Protocol {
+        match s {
+            "simple" => Protocol::Simple,
+            _ => Protocol::Extended,
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::capture::event::Protocol;
 use crate::replay::results::{Captured, ResultRow, ResultWriter, ResultsError, Status};
 use crate::sql::shape;
 
@@ -272,9 +273,9 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
             normalized_sql: shape.normalized.into(),
             sql: s.sql.into(),
             protocol: if s.params.is_empty() {
-                "simple"
+                Protocol::Simple
             } else {
-                "extended"
+                Protocol::Extended
             },
             read_only: s.read_only,
             tx_status: b'I',

@@ -12,6 +12,7 @@ use super::client::{Client, Extended, Extras, KeptRow, Outcome, RowMap};
 use super::fidelity::CopyIn;
 use super::remap::{Mode, SessionRemap, Source, StatementRows};
 use super::results::Captured;
+use crate::capture::event::Protocol;
 use crate::wire::rowhash::RowHash;
 
 /// Why `c` cannot be replayed faithfully, if it cannot: COPY data the
@@ -62,7 +63,7 @@ pub async fn execute(
         ex.keep = Some((c.result_values.len() as u64, KEEP_BYTES));
     }
     // Values replaced first (this also notes what the session sent).
-    let (mapped_sql, mapped) = if c.protocol == "simple" {
+    let (mapped_sql, mapped) = if c.protocol == Protocol::Simple {
         (remap.sql(&c.sql), None)
     } else {
         (None, remap.params(c))
@@ -81,7 +82,7 @@ pub async fn execute(
     if !remap.is_empty() {
         ex.rows = Some(&rows);
     }
-    let mut out = if c.protocol == "simple" {
+    let mut out = if c.protocol == Protocol::Simple {
         let sql = mapped_sql.as_ref().map_or(&*c.sql, |m| m.0.as_str());
         client.simple_with(sql.as_bytes(), &ex).await?
     } else {

@@ -11,6 +11,7 @@ use arrow::datatypes::{
 
 use super::plan::{Filter, Item, PlanError, SessionKey, key};
 use super::results::{Captured, Params};
+use crate::capture::event::Protocol;
 use crate::capture::reader::Scan;
 use crate::capture::{Capture, Kind, col};
 use crate::fasthash::{FastMap, FastSet};
@@ -257,11 +258,7 @@ impl Items {
                         fingerprint: fp.value(i),
                         normalized_sql: f.normalized.clone(),
                         sql: f.last_sql.clone(),
-                        protocol: if proto.value(i) == "simple" {
-                            "simple"
-                        } else {
-                            "extended"
-                        },
+                        protocol: Protocol::parse(proto.value(i)),
                         read_only: f.read_only,
                         tx_status: if txs.is_null(i) {
                             0

@@ -11,6 +11,7 @@ use arrow::array::{Array, BinaryArray};
 use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use crate::capture::event::Protocol;
 use crate::columnar::list_field;
 
 mod batch;
@@ -113,7 +114,7 @@ pub struct Captured {
     /// Shared with the previous statement of the fingerprint when identical.
     pub sql: Arc<str>,
     /// `simple` or `extended`.
-    pub protocol: &'static str,
+    pub protocol: Protocol,
     pub read_only: bool,
     /// Transaction status after the statement (`I`, `T`, `E`; 0 if unknown).
     pub tx_status: u8,

@@ -20,6 +20,7 @@ use super::fidelity::{CopyIn, Messages};
 use super::order::{SyncKey, TableSet};
 use super::plan::{Item, OrderTag, SessionKey};
 use super::results::{Captured, Params};
+use crate::capture::event::Protocol;
 
 /// The spool file, owned by the dispatcher.
 pub struct Spool {
@@ -187,7 +188,7 @@ fn encode(it: &Item, b: &mut Vec<u8>) {
             }
             put_bytes(b, c.normalized_sql.as_bytes());
             put_bytes(b, c.sql.as_bytes());
-            b.push((c.protocol == "simple") as u8);
+            b.push((c.protocol == Protocol::Simple) as u8);
             b.push(c.read_only as u8);
             b.push(c.tx_status);
             put_u32(b, c.param_types.len() as u32);
@@ -360,7 +361,11 @@ fn decode(r: &mut Dec, key: &SessionKey) -> io::Result<Item> {
             };
             c.normalized_sql = r.opt_str()?.ok_or_else(corrupt)?;
             c.sql = r.opt_str()?.ok_or_else(corrupt)?;
-            c.protocol = if r.u8()? == 1 { "simple" } else { "extended" };
+            c.protocol = if r.u8()? == 1 {
+                Protocol::Simple
+            } else {
+                Protocol::Extended
+            };
             c.read_only = r.u8()? != 0;
             c.tx_status = r.u8()?;
             let n = r.u32()? as usize;
@@ -436,7 +441,7 @@ mod tests {
             fingerprint: -99,
             normalized_sql: Arc::from("SELECT ? FROM t WHERE a = ?"),
             sql: Arc::from("SELECT $1 FROM t WHERE a = $2"),
-            protocol: "extended",
+            protocol: Protocol::Extended,
             read_only: true,
             tx_status: b'T',
             param_types: vec![23u32, 0].into(),

@@ -97,7 +97,7 @@ pub fn replay_pair(source: &Cluster, target: &Cluster, stmts: &[Stmt], dir: &Pat
                 fingerprint: shape.fingerprint as i64,
                 normalized_sql: shape.normalized.into(),
                 sql: s.sql.as_str().into(),
-                protocol: "extended",
+                protocol: pgtape::capture::event::Protocol::Extended,
                 tx_status: b'I',
                 read_only: s
                     .sql

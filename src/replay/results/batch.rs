@@ -96,7 +96,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         fp.append_value(c.fingerprint);
         norm.append_value(&c.normalized_sql);
         sql.append_value(&c.sql);
-        proto.append_value(c.protocol);
+        proto.append_value(c.protocol.as_str());
         read_only.append_value(c.read_only);
         ptypes.values().append_slice(&c.param_types);
         ptypes.append(true);
