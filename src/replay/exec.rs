@@ -13,6 +13,7 @@ use super::fidelity::CopyIn;
 use super::remap::{Mode, SessionRemap, Source, StatementRows};
 use super::results::Captured;
 use crate::capture::event::Protocol;
+use crate::sql::copy_from_stdin;
 use crate::wire::rowhash::RowHash;
 
 /// Why `c` cannot be replayed faithfully, if it cannot: COPY data the
@@ -34,13 +35,6 @@ pub fn skip_reason(c: &Captured) -> Option<Cow<'static, str>> {
         }
         _ => None,
     }
-}
-
-/// A version-1 capture's COPY FROM STDIN, by its normalised SQL.
-fn copy_from_stdin(normalized: &str) -> bool {
-    let n = normalized.as_bytes();
-    let copy = n.get(..4).is_some_and(|w| w.eq_ignore_ascii_case(b"COPY"));
-    copy && n.windows(10).any(|w| w.eq_ignore_ascii_case(b"FROM STDIN"))
 }
 
 /// Runs `c` on `client` as captured, with the values `remap` maps

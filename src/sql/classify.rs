@@ -1,8 +1,8 @@
 //! What a query shape is about: its statement type (SELECT, INSERT, UPDATE,
-//! DELETE, DDL, other), the tables it names, and whether it changes
-//! nothing (a read-only replay keeps it). Worked out once per
-//! fingerprint from the normalised SQL with sqlparser's tokenizer, never per
-//! row. Tables are the names after FROM, JOIN, INTO, UPDATE and TABLE: good
+//! DELETE, DDL, other), the tables it names, whether it changes nothing (a
+//! read-only replay keeps it) and whether it is a COPY that reads its data
+//! from the client. Worked out once per fingerprint from the normalised
+//! SQL, with sqlparser's tokenizer where words matter, never per row. Tables are the names after FROM, JOIN, INTO, UPDATE and TABLE: good
 //! for a breakdown, not a full resolution (CTE names count as tables).
 
 use sqlparser::dialect::PostgreSqlDialect;
@@ -183,6 +183,14 @@ pub fn is_read_only(normalized: &str) -> bool {
     }
 }
 
+/// True for a COPY that reads its data from the client (`COPY ... FROM
+/// STDIN`): the statement a replay must send CopyData for.
+pub fn copy_from_stdin(normalized: &str) -> bool {
+    let n = normalized.as_bytes();
+    let copy = n.get(..4).is_some_and(|w| w.eq_ignore_ascii_case(b"COPY"));
+    copy && n.windows(10).any(|w| w.eq_ignore_ascii_case(b"FROM STDIN"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +222,13 @@ mod tests {
         );
         assert_eq!(tables("INSERT INTO h(a) VALUES (?)"), vec!["h"]);
         assert!(tables("BEGIN").is_empty());
+    }
+
+    #[test]
+    fn copy_from_stdin_reads_from_the_client_only() {
+        assert!(copy_from_stdin("COPY t (a, b) FROM STDIN"));
+        assert!(copy_from_stdin("copy t from stdin with (format csv)"));
+        assert!(!copy_from_stdin("COPY t TO STDOUT"));
+        assert!(!copy_from_stdin("SELECT ? FROM stdin_log"));
     }
 }
