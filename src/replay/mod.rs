@@ -18,7 +18,8 @@
 //! - [`summary`]: per-side counts, lag and latency; table and JSON.
 //! - [`progress`]: the progress line on a terminal, and the progress metric.
 //! - [`args`]: arguments validated into a configuration.
-//! - [`run`]: connectivity checks, the dispatcher, the writers, the summary.
+//! - `preflight`: what is checked and loaded before the first session starts.
+//! - [`run`]: the dispatcher, the sessions, the writers, the summary.
 
 pub mod args;
 pub mod client;
@@ -29,6 +30,7 @@ pub mod fidelity;
 pub mod items;
 pub mod order;
 pub mod plan;
+mod preflight;
 pub mod progress;
 pub mod queue;
 pub mod remap;

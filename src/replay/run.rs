@@ -1,4 +1,5 @@
-//! The replay run: connectivity checked before anything starts, then the
+//! The replay run: once `preflight.rs` has checked and loaded what the run
+//! needs (the capture, connectivity, the catalog), the
 //! [`super::dispatch`] thread streams the capture to per-session workers,
 //! an order watchdog per side breaks replay-made lock cycles
 //! (`--order commit`), and a writer thread per side writes the results
@@ -15,109 +16,38 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::args::resolve_time;
 pub use super::args::{Format, OrderMode, Pace, ReplayArgs, ReplayConfig};
-use super::client::Client;
 use super::conn_opts::ConnOpts;
 use super::dispatch::{Dispatcher, ReadAhead, Spawn};
 use super::order::SideOrder;
-use super::plan::{self, Filter, SessionKey};
+use super::plan::{self, SessionKey};
+use super::preflight::{Preflight, preflight};
 use super::queue::{Pressure, SessionQueue};
 use super::results::{ResultWriter, ResultsError};
 use super::spool::Spool;
-use super::summary::{ReplaySummary, SideStats};
-use super::tables::{self, Catalog};
+use super::summary::{ReplaySummary, SideStats, SideSummary};
 use super::timer::{Clock, Timer};
 use super::watchdog::Watchdog;
 use super::worker::{SessionSpec, SideCtx, run_session};
 use crate::workers::{Spawner, WorkerPool};
-
-/// Raises the open-file limit to what `needed` connections take, or says why not.
-fn ensure_fds(needed: u64) -> anyhow::Result<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Ok(());
-        }
-        let want = (needed + 256).min(lim.rlim_max);
-        if lim.rlim_cur < want {
-            lim.rlim_cur = want;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-    if lim.rlim_max < needed + 64 {
-        bail!(
-            "replay needs {needed} connections but the open-file limit is {}; raise it (ulimit -n)",
-            lim.rlim_max
-        );
-    }
-    Ok(())
-}
 
 /// Runs a replay to the end (or until `shutdown`), returning its summary.
 pub async fn replay(
     cfg: &ReplayConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<ReplaySummary> {
-    let cap = plan::open(&cfg.capture)?;
-    let filter = resolve_filter(cfg, &cap)?;
-    let outline = plan::outline(&cap, &filter)?;
-    let peak = outline.peak_sessions * cfg.scale as u64;
-    if peak as usize > cfg.max_connections {
-        bail!(
-            "the capture has {} sessions open at once{}; this replay needs {peak} connections per side: \
-             raise --max-connections to {peak}, or narrow it with --session, --application, --from/--until",
-            outline.peak_sessions,
-            if cfg.scale > 1 {
-                format!(" (×{} with --scale)", cfg.scale)
-            } else {
-                String::new()
-            }
-        );
-    }
-    let sides_opts: Vec<(&'static str, ConnOpts)> = std::iter::once(("source", cfg.source.clone()))
-        .chain(cfg.target.clone().map(|t| ("target", t)))
-        .collect();
-    ensure_fds(peak * sides_opts.len() as u64 + 2)?;
-    let _exporter = match cfg.metrics {
-        Some(addr) => {
-            let (exporter, local) = crate::metrics::replay::install(addr).await?;
-            for (name, opts) in &sides_opts {
-                exporter
-                    .health
-                    .probe_postgres(name, opts.addr(), Duration::from_secs(2));
-            }
-            tracing::info!(metrics = %local, "serving /metrics and /health");
-            crate::metrics::replay::planned(outline.statements);
-            Some(exporter)
-        }
-        None => None,
-    };
-    // Fail fast, with the URL, before any session starts.
-    for (_, opts) in &sides_opts {
-        let c = Client::connect(opts, &opts.user, &[]).await?;
-        c.terminate().await;
-    }
-    // Statements map to tables through the source's catalog, which stands
-    // for production's (the target's may be the migration's new schema).
-    let catalog = match cfg.order {
-        OrderMode::Commit => match Catalog::load(&cfg.source).await {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the source's catalog: every statement waits for every earlier sync point");
-                tables::unknown()
-            }
-        },
-        OrderMode::Session => tables::unknown(),
-    };
+    let Preflight {
+        cap,
+        filter,
+        outline,
+        sides: sides_opts,
+        exporter: _exporter,
+        catalog,
+    } = preflight(cfg).await?;
     let pressure = Arc::new(Pressure::default());
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
@@ -231,6 +161,36 @@ pub async fn replay(
         .map(|s| s.order.as_ref().map_or((0, 0), |o| o.releases()))
         .collect();
     drop(sides);
+    let sides = join_writers(writers, releases, spawner, cfg).await?;
+    Ok(ReplaySummary {
+        capture: cfg.capture.display().to_string(),
+        results: cfg.results.display().to_string(),
+        speed: cfg.speed,
+        pace: match cfg.pace {
+            Pace::Independent => "independent",
+            Pace::Lockstep => "lockstep",
+        },
+        order: match cfg.order {
+            OrderMode::Session => "session",
+            OrderMode::Commit => "commit",
+        },
+        interrupted,
+        sessions: outline.sessions,
+        captured_statements: outline.statements,
+        sides,
+    })
+}
+
+/// Waits for each side's results writer and finishes its summary with the
+/// order releases its side counted; then drops the spawner (every session
+/// has ended: their result channels are closed). A writer that could not
+/// write fails the replay, naming --results.
+async fn join_writers(
+    writers: Vec<Writer>,
+    releases: Vec<(u64, u64)>,
+    spawner: Arc<Spawner>,
+    cfg: &ReplayConfig,
+) -> anyhow::Result<Vec<SideSummary>> {
     let mut summaries = Vec::new();
     let mut failed = None;
     for (w, (cycles, timeouts)) in writers.into_iter().zip(releases) {
@@ -247,53 +207,19 @@ pub async fn replay(
             Err(e) => failed = failed.or(Some(e)),
         }
     }
+    tokio::task::spawn_blocking(move || drop(spawner)).await?;
     if let Some(e) = failed {
-        tokio::task::spawn_blocking(move || drop(spawner)).await?;
         return Err(anyhow::anyhow!(
             "cannot write the replay's results in {}: {e}; free space there or pass another directory with --results",
             cfg.results.display()
         ));
     }
-    // Every session has ended (their result channels are closed).
-    tokio::task::spawn_blocking(move || drop(spawner)).await?;
-    Ok(ReplaySummary {
-        capture: cfg.capture.display().to_string(),
-        results: cfg.results.display().to_string(),
-        speed: cfg.speed,
-        pace: match cfg.pace {
-            Pace::Independent => "independent",
-            Pace::Lockstep => "lockstep",
-        },
-        order: match cfg.order {
-            OrderMode::Session => "session",
-            OrderMode::Commit => "commit",
-        },
-        interrupted,
-        sessions: outline.sessions,
-        captured_statements: outline.statements,
-        sides: summaries,
-    })
+    Ok(summaries)
 }
 
 /// Items the dispatcher keeps in memory ahead of `--max-rate` sessions
 /// (more only while a session has run dry).
 const READ_AHEAD: i64 = 64 * 1024;
-
-/// The filter with `--from` / `--until` resolved against the capture's start.
-fn resolve_filter(cfg: &ReplayConfig, cap: &crate::capture::Capture) -> anyhow::Result<Filter> {
-    let mut filter = cfg.filter.clone();
-    if cfg.window.0.is_some() || cfg.window.1.is_some() {
-        let o = plan::outline(cap, &Filter::default())?;
-        let resolve = |s: &Option<String>, flag| {
-            s.as_deref()
-                .map(|s| resolve_time(s, o.start_us, flag))
-                .transpose()
-        };
-        filter.from_us = resolve(&cfg.window.0, "--from")?;
-        filter.until_us = resolve(&cfg.window.1, "--until")?;
-    }
-    Ok(filter)
-}
 
 type Writer = std::thread::JoinHandle<Result<SideStats, ResultsError>>;
 
