@@ -23,10 +23,12 @@
 //! publishes how far its registrations are complete (rows come in
 //! completion order, late by at most the outline's measured lateness).
 //!
-//! A write's "start" is when it really ran: its end less its fingerprint's
-//! typical (median) duration, when it took over twice that. A write
-//! that took far longer than usual was waiting for a lock in the capture,
-//! and whatever completed while it waited (the holder's COMMIT, the writes
+//! A write's "start" is when it really ran: just after the latest end of
+//! another writing transaction on its tables while it ran, when it may
+//! have queued for that transaction's locks ([`super::lock_waits`]), or its
+//! end less its fingerprint's typical (median) duration when it took longer
+//! than that (past the estimate's error). A write that queued for a lock in
+//! the capture, and whatever completed while it waited (the holder's COMMIT, the writes
 //! that queued before it) must complete before it on replay too, or the
 //! replay takes the locks in another order and makes a wait that cannot end.
 //! This never waits for a session's own later work: a sync point that
@@ -38,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::lock_waits::{self, TxnEnds};
 use super::order::{Gate, SideOrder, TableSet};
 use super::plan::{Item, Items, OrderTag, Outline, PlanError, SessionKey};
 use super::queue::{Pressure, SessionQueue};
@@ -130,6 +133,7 @@ impl Dispatcher {
         // Statements must be sent before later commits only if anything commits.
         let observers = !self.outline.typical_us.is_empty();
         let mut shapes: FastMap<i64, (TableSet, TableSet)> = FastMap::default();
+        let mut txn_ends = TxnEnds::default();
         let result = loop {
             self.throttle(frontier);
             if self.stop.is_cancelled() {
@@ -173,8 +177,14 @@ impl Dispatcher {
                                 })
                                 .clone();
                             let typical = self.outline.typical_us.get(&captured.fingerprint);
-                            *order =
-                                tag(captured, tables, typical.copied(), &mut s.txn, &mut serial);
+                            *order = tag(
+                                captured,
+                                tables,
+                                typical.copied(),
+                                &mut txn_ends,
+                                &mut s.txn,
+                                &mut serial,
+                            );
                             if let (Some(after), Some(_)) = (order.after, &seqs) {
                                 serial += 1;
                                 order.seq = Some((after, serial));
@@ -313,18 +323,25 @@ fn tag(
     c: &Captured,
     tables: TableSet,
     typical_us: Option<i64>,
+    txn_ends: &mut TxnEnds,
     txn: &mut Txn,
     serial: &mut u64,
 ) -> OrderTag {
     let control = control(&c.normalized_sql);
     let writes = !c.read_only || takes_lock(&c.normalized_sql);
     let end = c.ts_us + c.duration_us.max(0);
-    // "Much longer": twice the typical duration, well past the error of the
-    // median's estimate (19 %), so a statement that is its fingerprint's
-    // only sample counts from its start.
+    // "Much longer": past the error of the median's estimate (19 %), so a
+    // statement that is its fingerprint's only sample counts from its start.
     let ran = match typical_us {
-        Some(t) if writes && c.duration_us > 2 * t => end - t,
+        Some(t) if writes && c.duration_us > t + t / 5 => end - t,
         _ => c.ts_us,
+    };
+    // Or it ran after the transaction end it queued behind.
+    let ran = match writes && lock_waits::may_queue(&c.normalized_sql) {
+        true => txn_ends
+            .latest_within(c.ts_us, end, &tables)
+            .map_or(ran, |e| ran.max(e + 1)),
+        false => ran,
     };
     if writes {
         txn.add(&tables);
@@ -335,6 +352,9 @@ fn tag(
     let publishes = ends && txn.wrote;
     let sync = writes || publishes;
     let sync_tables = if ends { txn.take() } else { tables.clone() };
+    if publishes {
+        txn_ends.push(end, sync_tables.clone());
+    }
     let mut next = || {
         *serial += 1;
         *serial
@@ -418,7 +438,14 @@ mod tests {
     fn sync_points_are_writes_locks_and_ends_of_writing_transactions() {
         let (mut txn, mut serial) = (Txn::default(), 0);
         let mut tag_of = |sql, ro, tx, tables: TableSet| {
-            tag(&stmt(sql, ro, tx, 100), tables, None, &mut txn, &mut serial)
+            tag(
+                &stmt(sql, ro, tx, 100),
+                tables,
+                None,
+                &mut TxnEnds::default(),
+                &mut txn,
+                &mut serial,
+            )
         };
         assert_eq!(tag_of("BEGIN", true, b'T', None).sync, None);
         assert_eq!(tag_of("SELECT ?", true, b'T', t(&[0])).sync, None);
@@ -474,19 +501,73 @@ mod tests {
         let (mut txn, mut serial) = (Txn::default(), 0);
         let mut slow = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
         slow.duration_us = 50_000;
-        let w = tag(&slow, t(&[0]), Some(200), &mut txn, &mut serial);
+        let w = tag(
+            &slow,
+            t(&[0]),
+            Some(200),
+            &mut TxnEnds::default(),
+            &mut txn,
+            &mut serial,
+        );
         assert_eq!(w.after, Some(1_000 + 50_000 - 200));
         assert_eq!(w.sent.map(|s| s.0), w.after);
         let quick = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
-        let w = tag(&quick, t(&[0]), Some(200), &mut txn, &mut serial);
+        let w = tag(
+            &quick,
+            t(&[0]),
+            Some(200),
+            &mut TxnEnds::default(),
+            &mut txn,
+            &mut serial,
+        );
         assert_eq!(w.after, Some(1_000), "shorter than typical: its start");
         let mut near = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
-        near.duration_us = 380;
-        let w = tag(&near, t(&[0]), Some(200), &mut txn, &mut serial);
-        assert_eq!(w.after, Some(1_000), "under twice typical: its start");
+        near.duration_us = 230;
+        let w = tag(
+            &near,
+            t(&[0]),
+            Some(200),
+            &mut TxnEnds::default(),
+            &mut txn,
+            &mut serial,
+        );
+        assert_eq!(w.after, Some(1_000), "within the median's error: its start");
+        // A quick write that ran while another transaction on its table
+        // ended queued behind it; an insert did not.
+        let mut ends = TxnEnds::default();
+        ends.push(1_100, t(&[0]));
+        let mut queued = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
+        queued.duration_us = 200;
+        let w = tag(
+            &queued,
+            t(&[0]),
+            Some(200),
+            &mut ends,
+            &mut txn,
+            &mut serial,
+        );
+        assert_eq!(w.after, Some(1_101));
+        let mut insert = stmt("INSERT INTO t VALUES (?)", false, b'T', 1_000);
+        insert.duration_us = 200;
+        let w = tag(
+            &insert,
+            t(&[0]),
+            Some(200),
+            &mut ends,
+            &mut txn,
+            &mut serial,
+        );
+        assert_eq!(w.after, Some(1_000));
         let mut read = stmt("SELECT ?", true, b'T', 1_000);
         read.duration_us = 50_000;
-        let r = tag(&read, t(&[0]), Some(200), &mut txn, &mut serial);
+        let r = tag(
+            &read,
+            t(&[0]),
+            Some(200),
+            &mut TxnEnds::default(),
+            &mut txn,
+            &mut serial,
+        );
         assert_eq!(r.after, Some(1_000));
     }
 }

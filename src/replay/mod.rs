@@ -28,6 +28,7 @@ pub mod dispatch;
 pub mod exec;
 pub mod fidelity;
 pub mod items;
+pub mod lock_waits;
 pub mod order;
 pub mod plan;
 mod preflight;
