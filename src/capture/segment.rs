@@ -115,7 +115,11 @@ impl Segment {
         n: u64,
     ) -> Result<Self, CaptureError> {
         let path = dir.join(format!("{}.{SEGMENT_EXT}", segment_stem(info, now_us, n)));
-        let file = create_private(&path)?;
+        // Written under a `.tmp` name until its schema is on disk: an
+        // `.arrows` file always starts whole, and a disk too full for even
+        // the schema never shows an empty segment to readers.
+        let tmp = path.with_extension(format!("{SEGMENT_EXT}.tmp"));
+        let file = create_private(&tmp)?;
         let out = Staged {
             file,
             pending: Vec::with_capacity(1 << 20),
@@ -130,11 +134,15 @@ impl Segment {
         let writer = match started {
             Ok(w) => w,
             Err(e) => {
-                // Not even the schema fits (disk full): leave no empty file.
-                let _ = std::fs::remove_file(&path);
+                // Not even the schema fits (disk full): leave no file.
+                let _ = std::fs::remove_file(&tmp);
                 return Err(CaptureError::arrow(&path, e));
             }
         };
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(CaptureError::io(&path, e));
+        }
         Ok(Segment {
             path,
             writer,

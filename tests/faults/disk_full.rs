@@ -103,8 +103,10 @@ fn full_disk_opened_a_segment_every_200ms_and_converted_nothing_after() {
     );
 
     // Space again: the same run converts what waited, and writes again.
+    // At a bounded rate: unbounded, a fast machine fills the 2 MiB again
+    // before the next rotation converts anything.
     std::fs::remove_file(&filler).unwrap();
-    let mut load = pgbench(proxy.port, &["-n", "-c", "2", "-T", "120"])
+    let mut load = pgbench(proxy.port, &["-n", "-c", "2", "-R", "100", "-T", "120"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
