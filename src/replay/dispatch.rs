@@ -40,11 +40,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::lock_waits::{self, TxnEnds};
-use super::order::{Gate, SideOrder, TableSet};
-use super::plan::{Item, Items, OrderTag, Outline, PlanError, SessionKey};
+use super::lock_waits::TxnEnds;
+use super::order::{Gate, SideOrder, TableSet, scope};
+use super::plan::{Item, Items, Outline, PlanError, SessionKey};
 use super::queue::{Pressure, SessionQueue};
-use super::results::Captured;
+use super::row_keys::Plan;
 use super::spool::Spool;
 use super::tables::Catalog;
 use super::timer::Clock;
@@ -94,32 +94,6 @@ struct Session {
     staged: Vec<Item>,
 }
 
-/// The tables a transaction wrote so far.
-#[derive(Debug, Default)]
-struct Txn {
-    wrote: bool,
-    /// `None` once it wrote a table of unknown name.
-    tables: Option<std::collections::BTreeSet<u32>>,
-}
-
-impl Txn {
-    fn add(&mut self, t: &TableSet) {
-        if !self.wrote {
-            self.wrote = true;
-            self.tables = Some(Default::default());
-        }
-        match (t, &mut self.tables) {
-            (Some(t), Some(mine)) => mine.extend(t.iter().copied()),
-            _ => self.tables = None,
-        }
-    }
-
-    fn take(&mut self) -> TableSet {
-        let t = std::mem::take(self);
-        t.tables.map(|s| s.into_iter().collect::<Vec<_>>().into())
-    }
-}
-
 impl Dispatcher {
     /// Streams the whole capture (or until stopped), then closes every queue.
     pub fn run(mut self) -> Result<Dispatched, PlanError> {
@@ -132,8 +106,11 @@ impl Dispatcher {
         let mut ended = i64::MIN;
         // Statements must be sent before later commits only if anything commits.
         let observers = !self.outline.typical_us.is_empty();
-        let mut shapes: FastMap<i64, (TableSet, TableSet)> = FastMap::default();
+        // Per fingerprint: its whole tables' scopes, its sequences, its row plan.
+        let mut shapes: FastMap<i64, (TableSet, TableSet, Plan)> = FastMap::default();
         let mut txn_ends = TxnEnds::default();
+        // The batch's registrations, made at once per side.
+        let mut regs: Vec<(Gate, super::order::SyncKey, u32, TableSet)> = Vec::new();
         let result = loop {
             self.throttle(frontier);
             if self.stop.is_cancelled() {
@@ -146,6 +123,15 @@ impl Dispatcher {
             };
             for mut item in batch {
                 stats.items += 1;
+                if stats.items % 100_000 == 0 {
+                    if let Some(sides) = &self.order {
+                        tracing::debug!(
+                            items = stats.items,
+                            pending = ?sides[0].pending(),
+                            "order entries pending (Done, Sent, Seq)"
+                        );
+                    }
+                }
                 let key = item.key().clone();
                 let s = sessions.entry(key.clone()).or_insert_with(|| {
                     next_index += 1;
@@ -165,21 +151,30 @@ impl Dispatcher {
                     } => {
                         frontier = frontier.max(captured.ts_us);
                         ended = ended.max(captured.ts_us + captured.duration_us.max(0));
-                        if let Some(sides) = &self.order {
-                            let (tables, seqs) = shapes
-                                .entry(captured.fingerprint)
-                                .or_insert_with(|| {
+                        if self.order.is_some() {
+                            let catalog = &self.catalog;
+                            let (whole, seqs, plan) =
+                                shapes.entry(captured.fingerprint).or_insert_with(|| {
                                     let sql = &captured.normalized_sql;
-                                    (
-                                        self.catalog.resolve(sql),
-                                        self.catalog.sequences.resolve(sql),
-                                    )
-                                })
-                                .clone();
+                                    let ids = catalog.resolve(sql);
+                                    let plan =
+                                        catalog.keys.plan(&ids, &captured.sql, |n| catalog.id(n));
+                                    let seqs = scope::ids(&catalog.sequences.resolve(sql));
+                                    (scope::tables(&ids), seqs, plan)
+                                });
+                            let access = plan.access(whole, captured);
+                            // A statement that reads nothing waits for no
+                            // sync point: its draws can be keyed by its own
+                            // start, when it drew in the capture (a slow
+                            // insert was slow after its nextval).
+                            let reads_nothing =
+                                access.reads.as_deref().is_some_and(|r| r.is_empty());
+                            let seqs = seqs.clone();
                             let typical = self.outline.typical_us.get(&captured.fingerprint);
                             *order = tag(
                                 captured,
-                                tables,
+                                access,
+                                seqs.is_some(),
                                 typical.copied(),
                                 &mut txn_ends,
                                 &mut s.txn,
@@ -187,22 +182,21 @@ impl Dispatcher {
                             );
                             if let (Some(after), Some(_)) = (order.after, &seqs) {
                                 serial += 1;
-                                order.seq = Some((after, serial));
+                                let at = if reads_nothing { captured.ts_us } else { after };
+                                order.seq = Some((at, serial));
                                 order.seq_tables = seqs;
                             }
                             if !observers {
                                 order.sent = None;
                             }
-                            for side in sides {
-                                if let Some(sync) = order.sync {
-                                    side.expect(Gate::Done, sync, s.index, &order.sync_tables);
-                                }
-                                if let Some(sent) = order.sent {
-                                    side.expect(Gate::Sent, sent, s.index, &order.tables);
-                                }
-                                if let Some(seq) = order.seq {
-                                    side.expect(Gate::Seq, seq, s.index, &order.seq_tables);
-                                }
+                            if let Some(sync) = order.sync {
+                                regs.push((Gate::Done, sync, s.index, order.sync_tables.clone()));
+                            }
+                            if let Some(sent) = order.sent {
+                                regs.push((Gate::Sent, sent, s.index, order.tables.clone()));
+                            }
+                            if let Some(seq) = order.seq {
+                                regs.push((Gate::Seq, seq, s.index, order.seq_tables.clone()));
                             }
                             stats.sync_points += order.sync.is_some() as u64;
                         }
@@ -213,6 +207,11 @@ impl Dispatcher {
                 s.staged.push(item);
             }
             if let Some(sides) = &self.order {
+                // Registered before any item of the batch is handed out.
+                for side in sides {
+                    side.expect_all(&regs);
+                }
+                regs.clear();
                 let o = &self.outline;
                 for side in sides {
                     side.advance_frontier(Gate::Done, ended.saturating_sub(o.max_end_lateness_us));
@@ -313,95 +312,6 @@ impl Dispatcher {
     }
 }
 
-/// The order tag of a statement using `tables`: what it waits for (what
-/// had completed before it ran; for a write, its end less its fingerprint's
-/// typical duration when that is later than its start), whether it is a sync
-/// point (it writes, locks, or ends a transaction that did) and on which
-/// tables, whether it must be sent before later commits (it reads or writes
-/// data), and whether it ends a writing transaction (so waits for those).
-fn tag(
-    c: &Captured,
-    tables: TableSet,
-    typical_us: Option<i64>,
-    txn_ends: &mut TxnEnds,
-    txn: &mut Txn,
-    serial: &mut u64,
-) -> OrderTag {
-    let control = control(&c.normalized_sql);
-    let writes = !c.read_only || takes_lock(&c.normalized_sql);
-    let end = c.ts_us + c.duration_us.max(0);
-    // "Much longer": past the error of the median's estimate (19 %), so a
-    // statement that is its fingerprint's only sample counts from its start.
-    let ran = match typical_us {
-        Some(t) if writes && c.duration_us > t + t / 5 => end - t,
-        _ => c.ts_us,
-    };
-    // Or it ran after the transaction end it queued behind.
-    let ran = match writes && lock_waits::may_queue(&c.normalized_sql) {
-        true => txn_ends
-            .latest_within(c.ts_us, end, &tables)
-            .map_or(ran, |e| ran.max(e + 1)),
-        false => ran,
-    };
-    if writes {
-        txn.add(&tables);
-    }
-    // Transaction status after the statement: idle means its transaction
-    // (explicit, or the statement's own) ended here.
-    let ends = c.tx_status == b'I';
-    let publishes = ends && txn.wrote;
-    let sync = writes || publishes;
-    let sync_tables = if ends { txn.take() } else { tables.clone() };
-    if publishes {
-        txn_ends.push(end, sync_tables.clone());
-    }
-    let mut next = || {
-        *serial += 1;
-        *serial
-    };
-    OrderTag {
-        after: (!control).then_some(ran),
-        sync: sync.then(|| (end, next())),
-        sync_tables: if sync { sync_tables } else { None },
-        sent: (!control).then(|| (ran, next())),
-        publish: publishes.then_some(c.ts_us),
-        tables,
-        ..Default::default()
-    }
-}
-
-/// Transaction and session control: sees no other session's data, takes
-/// no lock, so it waits for nothing.
-fn control(normalized: &str) -> bool {
-    let first = normalized
-        .trim_start()
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("");
-    const CONTROL: &[&str] = &[
-        "BEGIN",
-        "START",
-        "COMMIT",
-        "END",
-        "ROLLBACK",
-        "ABORT",
-        "SAVEPOINT",
-        "RELEASE",
-        "SET",
-        "SHOW",
-        "RESET",
-        "DISCARD",
-        "DEALLOCATE",
-    ];
-    // COMMIT PREPARED / ROLLBACK PREPARED act on another transaction.
-    CONTROL.iter().any(|w| first.eq_ignore_ascii_case(w)) && !normalized.contains("PREPARED")
-}
-
-/// Reads that take locks others wait for: advisory locks.
-fn takes_lock(normalized: &str) -> bool {
-    normalized.contains("advisory")
-}
-
 impl Item {
     pub fn key(&self) -> &SessionKey {
         match self {
@@ -412,162 +322,9 @@ impl Item {
     }
 }
 
+mod tag;
+
+use tag::{Txn, tag};
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stmt(sql: &str, read_only: bool, tx: u8, ts: i64) -> Captured {
-        Captured {
-            normalized_sql: Arc::from(sql),
-            read_only,
-            tx_status: tx,
-            ts_us: ts,
-            duration_us: 10,
-            ..Default::default()
-        }
-    }
-
-    fn t(ids: &[u32]) -> TableSet {
-        Some(ids.into())
-    }
-
-    /// Writes and the end of a writing transaction are sync points, the end
-    /// on every table the transaction wrote; reads, BEGIN and the end of a
-    /// read-only transaction are not.
-    #[test]
-    fn sync_points_are_writes_locks_and_ends_of_writing_transactions() {
-        let (mut txn, mut serial) = (Txn::default(), 0);
-        let mut tag_of = |sql, ro, tx, tables: TableSet| {
-            tag(
-                &stmt(sql, ro, tx, 100),
-                tables,
-                None,
-                &mut TxnEnds::default(),
-                &mut txn,
-                &mut serial,
-            )
-        };
-        assert_eq!(tag_of("BEGIN", true, b'T', None).sync, None);
-        assert_eq!(tag_of("SELECT ?", true, b'T', t(&[0])).sync, None);
-        assert_eq!(
-            tag_of("COMMIT", true, b'I', None).sync,
-            None,
-            "read-only transaction"
-        );
-        tag_of("BEGIN", true, b'T', None);
-        let u = tag_of("UPDATE t SET a = ?", false, b'T', t(&[1]));
-        assert_eq!(
-            (u.sync.map(|s| s.0), u.sync_tables.clone()),
-            (Some(110), t(&[1]))
-        );
-        assert_eq!(u.publish, None, "not visible before its COMMIT");
-        tag_of("SELECT ?", true, b'T', t(&[0]));
-        tag_of("INSERT INTO u VALUES (?)", false, b'T', t(&[2]));
-        let c = tag_of("COMMIT", true, b'I', None);
-        assert_eq!(c.sync_tables, t(&[1, 2]), "what the transaction wrote");
-        assert_eq!((c.after, c.sent, c.publish), (None, None, Some(100)));
-        let r = tag_of("SELECT ?", true, b'I', t(&[0]));
-        assert_eq!(
-            (r.sync, r.after, r.sent.map(|s| s.0)),
-            (None, Some(100), Some(100))
-        );
-        let a = tag_of("INSERT INTO t VALUES (?)", false, b'I', t(&[1]));
-        assert_eq!((a.sync_tables, a.publish), (t(&[1]), Some(100)));
-        let l = tag_of("SELECT pg_advisory_lock(?)", true, b'I', None);
-        assert_eq!((l.sync.is_some(), l.sync_tables), (true, None));
-        // A failed writing transaction rolled back is still a sync point:
-        // its locks were held until then.
-        tag_of("BEGIN", true, b'T', None);
-        assert!(tag_of("DELETE FROM t", false, b'E', t(&[1])).sync.is_some());
-        assert!(tag_of("ROLLBACK", true, b'I', None).sync.is_some());
-        // A write of unknown tables makes its transaction's end "any table".
-        tag_of("BEGIN", true, b'T', None);
-        tag_of("SELECT f()", false, b'T', None);
-        tag_of("UPDATE t SET a = ?", false, b'T', t(&[1]));
-        assert_eq!(tag_of("COMMIT", true, b'I', None).sync_tables, None);
-        // Transaction control sees no data and takes no lock: it waits for
-        // nothing and need not be sent before anything.
-        for sql in ["BEGIN", "COMMIT", "END", "SET x = ?", "ROLLBACK"] {
-            let c = tag_of(sql, true, b'I', None);
-            assert_eq!((c.after, c.sent), (None, None), "{sql}");
-        }
-    }
-
-    /// A write that took longer than its fingerprint usually does waited
-    /// for a lock: it really ran at its end less the typical duration, and
-    /// waits for what completed until then. A read keeps its start.
-    #[test]
-    fn a_write_that_waited_in_the_capture_runs_after_what_it_waited_for() {
-        let (mut txn, mut serial) = (Txn::default(), 0);
-        let mut slow = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
-        slow.duration_us = 50_000;
-        let w = tag(
-            &slow,
-            t(&[0]),
-            Some(200),
-            &mut TxnEnds::default(),
-            &mut txn,
-            &mut serial,
-        );
-        assert_eq!(w.after, Some(1_000 + 50_000 - 200));
-        assert_eq!(w.sent.map(|s| s.0), w.after);
-        let quick = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
-        let w = tag(
-            &quick,
-            t(&[0]),
-            Some(200),
-            &mut TxnEnds::default(),
-            &mut txn,
-            &mut serial,
-        );
-        assert_eq!(w.after, Some(1_000), "shorter than typical: its start");
-        let mut near = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
-        near.duration_us = 230;
-        let w = tag(
-            &near,
-            t(&[0]),
-            Some(200),
-            &mut TxnEnds::default(),
-            &mut txn,
-            &mut serial,
-        );
-        assert_eq!(w.after, Some(1_000), "within the median's error: its start");
-        // A quick write that ran while another transaction on its table
-        // ended queued behind it; an insert did not.
-        let mut ends = TxnEnds::default();
-        ends.push(1_100, t(&[0]));
-        let mut queued = stmt("UPDATE t SET a = ?", false, b'T', 1_000);
-        queued.duration_us = 200;
-        let w = tag(
-            &queued,
-            t(&[0]),
-            Some(200),
-            &mut ends,
-            &mut txn,
-            &mut serial,
-        );
-        assert_eq!(w.after, Some(1_101));
-        let mut insert = stmt("INSERT INTO t VALUES (?)", false, b'T', 1_000);
-        insert.duration_us = 200;
-        let w = tag(
-            &insert,
-            t(&[0]),
-            Some(200),
-            &mut ends,
-            &mut txn,
-            &mut serial,
-        );
-        assert_eq!(w.after, Some(1_000));
-        let mut read = stmt("SELECT ?", true, b'T', 1_000);
-        read.duration_us = 50_000;
-        let r = tag(
-            &read,
-            t(&[0]),
-            Some(200),
-            &mut TxnEnds::default(),
-            &mut txn,
-            &mut serial,
-        );
-        assert_eq!(r.after, Some(1_000));
-    }
-}
+mod tests;

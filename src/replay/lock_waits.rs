@@ -10,10 +10,12 @@
 //! on one of its tables may have queued behind it: its effective start
 //! moves to just after the latest such end. Rows come in completion order,
 //! so that end is among the last few read when the write's row arrives.
+//! Scopes are rows where the statements' keys are known: a write queues
+//! only behind a transaction that wrote its row (or may have).
 
 use std::collections::VecDeque;
 
-use super::order::TableSet;
+use super::order::{TableSet, scope};
 
 /// Ends of writing transactions kept (the most recent).
 const RECENT: usize = 64;
@@ -38,7 +40,7 @@ impl TxnEnds {
     pub fn latest_within(&self, start: i64, end: i64, tables: &TableSet) -> Option<i64> {
         self.recent
             .iter()
-            .filter(|(e, t)| *e > start && *e < end && overlaps(t, tables))
+            .filter(|(e, t)| *e > start && *e < end && scope::overlap(t, tables))
             .map(|(e, _)| *e)
             .max()
     }
@@ -52,19 +54,12 @@ pub fn may_queue(normalized: &str) -> bool {
     !(word("insert") || word("copy"))
 }
 
-fn overlaps(a: &TableSet, b: &TableSet) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a.iter().any(|t| b.contains(t)),
-        _ => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn t(ids: &[u32]) -> TableSet {
-        Some(ids.to_vec().into())
+        scope::tables(&Some(ids.to_vec().into()))
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`queue`]: a session's queue, in memory or on the [`spool`], never blocking the reader.
 //! - [`order`]: the order of effects across sessions (`--order commit`).
 //! - [`tables`]: which tables a statement uses, from its SQL and the source's catalog.
+//! - [`row_keys`]: which row of its table a statement touches, by the table's unique key.
 //! - [`watchdog`]: breaks waits for order the replay itself made impossible.
 //! - [`fidelity`]: what a capture keeps beyond a statement's shape (COPY data, result values).
 //! - [`exec`]: one statement on one connection, with its COPY data and mapped values (the worker's one call).
@@ -36,6 +37,7 @@ pub mod progress;
 pub mod queue;
 pub mod remap;
 pub mod results;
+pub mod row_keys;
 pub mod run;
 pub mod sequences;
 pub mod spool;

@@ -115,6 +115,19 @@ pub struct Outline {
     /// Each fingerprint's typical (median) captured duration, µs: how long
     /// a write takes when it waits for no lock (see [`super::dispatch`]).
     pub typical_us: Arc<FastMap<i64, i64>>,
+    /// What each fingerprint's statements are: what the order's row keys
+    /// are chosen from ([`super::row_keys::RowKeys::choose`]).
+    pub shapes: Arc<FastMap<i64, ShapeSeen>>,
+}
+
+/// A fingerprint as the first pass saw it.
+#[derive(Debug, Clone)]
+pub struct ShapeSeen {
+    pub normalized: Arc<str>,
+    pub statements: u64,
+    /// Captured start of its first and its last statement, µs.
+    pub first_us: i64,
+    pub last_us: i64,
 }
 
 /// Opens a capture directory, naming every bad file; fails if nothing is
@@ -175,6 +188,7 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
     let mut latest_start = i64::MIN;
     let mut latest_end = i64::MIN;
     let mut durations: FastMap<i64, LogHistogram> = FastMap::default();
+    let mut shapes: FastMap<i64, ShapeSeen> = FastMap::default();
     let scan = cap.scan(&[
         col::CAPTURE_ID,
         col::KIND,
@@ -245,6 +259,15 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
                         writes.insert(k.clone());
                     }
                     o.statements += 1;
+                    let shape = shapes.entry(fps.value(i)).or_insert_with(|| ShapeSeen {
+                        normalized: Arc::from(norm.value(i)),
+                        statements: 0,
+                        first_us: t,
+                        last_us: t,
+                    });
+                    shape.statements += 1;
+                    shape.first_us = shape.first_us.min(t);
+                    shape.last_us = shape.last_us.max(t);
                     if !ro && !dur.is_null(i) {
                         durations
                             .entry(fps.value(i))
@@ -275,6 +298,7 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
             .map(|(fp, h)| (fp, h.median()))
             .collect(),
     );
+    o.shapes = Arc::new(shapes);
     o.sessions = seen.len() as u64;
     o.read_only_sessions = seen.into_iter().filter(|k| !writes.contains(k)).collect();
     if o.start_us == i64::MAX {

@@ -75,7 +75,10 @@ pub(super) async fn preflight(cfg: &ReplayConfig) -> anyhow::Result<Preflight> {
     // for production's (the target's may be the migration's new schema).
     let catalog = match cfg.order {
         OrderMode::Commit => match Catalog::load(&cfg.source).await {
-            Ok(c) => Arc::new(c),
+            Ok(mut c) => {
+                c.choose_keys(&outline.shapes.values().collect::<Vec<_>>());
+                Arc::new(c)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the source's catalog: every statement waits for every earlier sync point");
                 tables::unknown()

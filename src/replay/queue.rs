@@ -100,7 +100,12 @@ impl SessionQueue {
 
     /// The next run of items, in order; `None` once the queue is closed and
     /// empty. A spooled run is read back here, on the session's thread.
-    pub async fn next_run(&self) -> Option<std::io::Result<Vec<Item>>> {
+    /// While it waits for the dispatcher it counts as starving (the
+    /// dispatcher reads past its budget for it) only if it `may_hold`
+    /// locks others wait for: a session idle outside a transaction blocks
+    /// no one, and reading the capture ahead for it (to its next statement,
+    /// maybe at the capture's end) would only fill the spool and the order.
+    pub async fn next_run(&self, may_hold: bool) -> Option<std::io::Result<Vec<Item>>> {
         loop {
             let chunk = {
                 let mut s = self.lock();
@@ -120,6 +125,10 @@ impl SessionQueue {
             };
             if let Some(block) = chunk {
                 return Some(block.read(&self.key));
+            }
+            if !may_hold {
+                self.notify.notified().await;
+                continue;
             }
             self.pressure.starving.fetch_add(1, Ordering::Relaxed);
             if let Some(t) = self.pressure.dispatcher.get() {
@@ -180,16 +189,16 @@ mod tests {
         let got = rt.block_on(async {
             let mut got = vec![];
             for _ in 0..3 {
-                got.extend(q.next_run().await.unwrap().unwrap().iter().map(ts));
+                got.extend(q.next_run(true).await.unwrap().unwrap().iter().map(ts));
             }
             let q2 = q.clone();
-            let waiting = tokio::spawn(async move { q2.next_run().await.map(|r| r.unwrap()) });
+            let waiting = tokio::spawn(async move { q2.next_run(true).await.map(|r| r.unwrap()) });
             tokio::task::yield_now().await;
             assert_eq!(p.starving.load(Ordering::Relaxed), 1);
             q.push_mem(vec![disconnect(&key, 5)]);
             got.extend(waiting.await.unwrap().unwrap().iter().map(ts));
             q.close();
-            assert!(q.next_run().await.is_none());
+            assert!(q.next_run(true).await.is_none());
             got
         });
         assert_eq!(got, vec![1, 2, 3, 4, 5]);

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::order::TableSet;
-use super::tables::{is_kw, qualified_name};
+use super::tables::Ids;
 use crate::fasthash::FastMap;
+use crate::sql::relations::{is_kw, qualified_name};
 
 /// Tables and the sequences their columns draw from: (schema, table,
 /// sequence oid) for column defaults and identity columns.
@@ -75,7 +75,7 @@ impl Sequences {
 
     /// The sequences `normalized` draws from, when it is an INSERT or a
     /// COPY FROM into a known table that has any.
-    pub fn resolve(&self, normalized: &str) -> TableSet {
+    pub fn resolve(&self, normalized: &str) -> Ids {
         if self.ids == 0 {
             return None;
         }

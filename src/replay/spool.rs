@@ -144,7 +144,7 @@ fn put_tables(b: &mut Vec<u8>, t: &TableSet) {
         Some(ids) => {
             put_u32(b, ids.len() as u32);
             for id in ids.iter() {
-                put_u32(b, *id);
+                put_i64(b, *id as i64);
             }
         }
     }
@@ -308,7 +308,7 @@ impl<'a> Dec<'a> {
             u32::MAX => None,
             n => Some(
                 (0..n)
-                    .map(|_| self.u32())
+                    .map(|_| self.i64().map(|v| v as u64))
                     .collect::<io::Result<Vec<_>>>()?
                     .into(),
             ),
@@ -470,13 +470,13 @@ mod tests {
                 named: true,
                 order: OrderTag {
                     after: Some(1_700_000_000_000_000),
-                    tables: Some(vec![3u32, 9].into()),
+                    tables: Some(vec![3u64, 1 << 41 | 9].into()),
                     sync: Some((1_700_000_000_000_579, 12)),
                     sync_tables: None,
                     sent: Some((1_700_000_000_000_000, 13)),
                     publish: Some(5),
                     seq: Some((1_700_000_000_000_000, 14)),
-                    seq_tables: Some(vec![1u32].into()),
+                    seq_tables: Some(vec![1u64].into()),
                 },
             },
             Item::Disconnect {

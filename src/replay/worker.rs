@@ -103,7 +103,11 @@ pub async fn run_session(spec: SessionSpec, queue: Arc<SessionQueue>) {
     // connect) done. A statement starts at this or when due, whichever is
     // later; what passes beyond that is the replayer's own delay.
     let mut ready = Instant::now();
-    'items: while let Some(run) = queue.next_run().await {
+    // Whether the session may hold locks others wait for (inside a
+    // transaction, or after an advisory lock): only then does it make the
+    // dispatcher read ahead for it when its queue runs dry.
+    let (mut in_txn, mut advisory) = (false, false);
+    'items: while let Some(run) = queue.next_run(in_txn || advisory).await {
         let run = match run {
             Ok(r) => r,
             Err(e) => {
@@ -135,6 +139,8 @@ pub async fn run_session(spec: SessionSpec, queue: Arc<SessionQueue>) {
                     order,
                     ..
                 } => {
+                    in_txn = captured.tx_status != b'I';
+                    advisory |= captured.normalized_sql.contains("advisory");
                     let s = Statement {
                         captured: &captured,
                         named,
@@ -267,9 +273,16 @@ async fn statement(
         }
     }
     if own {
-        settle(spec, Gate::Sent, s.order.sent);
-        settle(spec, Gate::Done, s.order.sync);
-        settle(spec, Gate::Seq, s.order.seq);
+        let entries = [
+            (Gate::Sent, s.order.sent),
+            (Gate::Done, s.order.sync),
+            (Gate::Seq, s.order.seq),
+        ];
+        for side in &spec.sides {
+            if let Some(o) = &side.order {
+                o.remove_all(&entries);
+            }
+        }
     }
 }
 
@@ -290,16 +303,6 @@ async fn wait_order(o: &SideOrder, tag: &OrderTag, slot: &Slot) -> Waited {
         }
     }
     w
-}
-
-/// Removes an entry of the statement on every side (twice is harmless).
-fn settle(spec: &SessionSpec, gate: Gate, key: Option<super::order::SyncKey>) {
-    let Some(key) = key else { return };
-    for side in &spec.sides {
-        if let Some(o) = &side.order {
-            o.remove(gate, key);
-        }
-    }
 }
 
 async fn connect(

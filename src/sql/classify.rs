@@ -155,6 +155,33 @@ pub fn tables(normalized: &str) -> Vec<String> {
     out
 }
 
+/// Transaction and session control: sees no other session's data, takes
+/// no lock, so it waits for nothing.
+pub fn is_control(normalized: &str) -> bool {
+    let first = normalized
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    const CONTROL: &[&str] = &[
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "ABORT",
+        "SAVEPOINT",
+        "RELEASE",
+        "SET",
+        "SHOW",
+        "RESET",
+        "DISCARD",
+        "DEALLOCATE",
+    ];
+    // COMMIT PREPARED / ROLLBACK PREPARED act on another transaction.
+    CONTROL.iter().any(|w| first.eq_ignore_ascii_case(w)) && !normalized.contains("PREPARED")
+}
+
 /// True for statements that change nothing: reads, and session or
 /// transaction control (which a read-only replay keeps).
 pub fn is_read_only(normalized: &str) -> bool {

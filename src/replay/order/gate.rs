@@ -1,7 +1,9 @@
-//! One gate's pending entries and waiters, per table. Set 0 holds every
+//! One gate's pending entries and waiters, by scope. Set 0 holds every
 //! entry (what a statement of unknown tables waits on), set 1 the entries of
-//! unknown tables (what every statement waits on), set `2 + t` those of
-//! table `t`. A set's watermark is its earliest pending entry's time.
+//! unknown tables (what every statement waits on); then, per table, the
+//! sets its scopes map to ([`Layout`]). A fixed set's watermark (its
+//! earliest pending entry's time) is also kept in an atomic, read without
+//! the side's lock; a row's set lives only while it has entries or waiters.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,32 +11,107 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
-use super::{SyncKey, TableSet};
+use super::{SyncKey, TableSet, scope};
+use crate::fasthash::FastMap;
 
 const ALL: usize = 0;
 const ANY: usize = 1;
 
-/// Sets a gate has for `tables` known tables.
-pub(super) fn sets(tables: usize) -> usize {
-    tables + 2
+/// A set of a gate: fixed (by index), or a row's (by its scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SetId {
+    Fixed(usize),
+    Row(u64),
 }
 
-/// The sets an entry of `tables` belongs to.
-fn entry_sets(tables: &TableSet) -> impl Iterator<Item = usize> + '_ {
-    let own: Box<dyn Iterator<Item = usize>> = match tables {
-        None => Box::new(std::iter::once(ANY)),
-        Some(ts) => Box::new(ts.iter().map(|t| *t as usize + 2)),
-    };
-    std::iter::once(ALL).chain(own)
+/// How a gate's scopes map to its sets.
+///
+/// Plain (sequences): a scope is an id with one set. Keyed (tables, with
+/// rows): per table `t`, a *whole* set of every entry of `t` and a *wide*
+/// set of its entries of unknown rows, and a set per row (key) that has
+/// entries. An entry of a row is in its table's whole set and its row's;
+/// an entry of the whole table in the whole and the wide sets. A statement
+/// of a row waits on the wide set and its row's (what touched its row or
+/// may have); a statement of the whole table on the whole set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Layout {
+    keyed: bool,
+    ids: usize,
 }
 
-/// The sets a statement of `tables` waits on.
-pub(super) fn wait_sets(tables: &TableSet) -> impl Iterator<Item = usize> + '_ {
-    let sets: Box<dyn Iterator<Item = usize>> = match tables {
-        None => Box::new(std::iter::once(ALL)),
-        Some(ts) => Box::new(std::iter::once(ANY).chain(ts.iter().map(|t| *t as usize + 2))),
-    };
-    sets
+impl Layout {
+    pub fn keyed(ids: usize) -> Layout {
+        Layout { keyed: true, ids }
+    }
+
+    pub fn plain(ids: usize) -> Layout {
+        Layout { keyed: false, ids }
+    }
+
+    /// Fixed sets a gate has.
+    pub fn sets(self) -> usize {
+        2 + self.ids * if self.keyed { 2 } else { 1 }
+    }
+
+    fn whole(self, t: usize) -> usize {
+        if self.keyed { 2 + 2 * t } else { 2 + t }
+    }
+
+    /// Calls `f` with each set an entry of `tables` belongs to besides
+    /// [`ALL`], which is the gate's map of entries itself (a set may come
+    /// twice).
+    fn entry_sets(self, tables: &TableSet, mut f: impl FnMut(SetId)) {
+        let Some(ts) = tables else {
+            return f(SetId::Fixed(ANY));
+        };
+        for s in ts.iter() {
+            if !self.keyed {
+                f(SetId::Fixed(self.whole(*s as usize)));
+                continue;
+            }
+            let (t, row) = scope::split(*s);
+            let whole = self.whole(t);
+            f(SetId::Fixed(whole));
+            f(if row {
+                SetId::Row(*s)
+            } else {
+                SetId::Fixed(whole + 1)
+            });
+        }
+    }
+
+    /// The first set a statement of `tables` waits on that `held` says
+    /// holds it.
+    pub fn find_wait_set(self, tables: &TableSet, held: impl Fn(SetId) -> bool) -> Option<SetId> {
+        let find = |s: SetId| held(s).then_some(s);
+        let Some(ts) = tables else {
+            return find(SetId::Fixed(ALL));
+        };
+        if let Some(s) = find(SetId::Fixed(ANY)) {
+            return Some(s);
+        }
+        ts.iter().find_map(|s| {
+            if !self.keyed {
+                return find(SetId::Fixed(self.whole(*s as usize)));
+            }
+            let (t, row) = scope::split(*s);
+            let whole = self.whole(t);
+            if row {
+                find(SetId::Fixed(whole + 1)).or_else(|| find(SetId::Row(*s)))
+            } else {
+                find(SetId::Fixed(whole))
+            }
+        })
+    }
+
+    /// Whether waits on `tables` may be held by a row's set (read only
+    /// under the side's lock).
+    pub fn has_rows(self, tables: &TableSet) -> bool {
+        self.keyed
+            && tables
+                .as_deref()
+                .is_some_and(|ts| ts.iter().any(|s| scope::split(*s).1))
+    }
 }
 
 pub(super) struct Waiter {
@@ -46,68 +123,168 @@ pub(super) struct Waiter {
 /// Where a waiter is registered: a set, or the dispatcher's frontier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Place {
-    Set(usize),
+    Set(SetId),
     Frontier,
 }
 
+/// A set's pending entries: most rows' sets hold one at a time, which
+/// takes no allocation.
+enum Pending {
+    None,
+    One(SyncKey),
+    Many(BTreeSet<SyncKey>),
+}
+
+impl Pending {
+    fn first(&self) -> Option<&SyncKey> {
+        match self {
+            Pending::None => None,
+            Pending::One(k) => Some(k),
+            Pending::Many(s) => s.first(),
+        }
+    }
+
+    fn insert(&mut self, key: SyncKey) {
+        match self {
+            Pending::None => *self = Pending::One(key),
+            Pending::One(k) if *k == key => {}
+            Pending::One(k) => *self = Pending::Many(BTreeSet::from([*k, key])),
+            Pending::Many(s) => {
+                s.insert(key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &SyncKey) {
+        match self {
+            Pending::One(k) if k == key => *self = Pending::None,
+            Pending::Many(s) => {
+                s.remove(key);
+            }
+            _ => {}
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first().is_none()
+    }
+}
+
 struct Set {
-    pending: BTreeSet<SyncKey>,
+    pending: Pending,
     waiters: BTreeMap<(i64, u64), Waiter>,
     /// When the watermark last moved.
     moved: Instant,
 }
 
+impl Set {
+    fn new() -> Set {
+        Set {
+            pending: Pending::None,
+            waiters: BTreeMap::new(),
+            moved: Instant::now(),
+        }
+    }
+
+    fn watermark(&self) -> i64 {
+        self.pending.first().map_or(i64::MAX, |k| k.0)
+    }
+}
+
 pub(super) struct GateState {
+    layout: Layout,
     entries: BTreeMap<SyncKey, (u32, TableSet)>,
     sets: Vec<Set>,
+    rows: FastMap<u64, Set>,
     frontier_waiters: BTreeMap<(i64, u64), Waiter>,
 }
 
 impl GateState {
-    pub fn new(tables: usize) -> GateState {
-        let now = Instant::now();
+    pub fn new(layout: Layout) -> GateState {
         GateState {
+            layout,
             entries: BTreeMap::new(),
-            sets: (0..sets(tables))
-                .map(|_| Set {
-                    pending: BTreeSet::new(),
-                    waiters: BTreeMap::new(),
-                    moved: now,
-                })
-                .collect(),
+            sets: (0..layout.sets()).map(|_| Set::new()).collect(),
+            rows: FastMap::default(),
             frontier_waiters: BTreeMap::new(),
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// A row's set's watermark (`i64::MAX` when it has no entry).
+    pub fn row_watermark(&self, row: u64) -> i64 {
+        self.rows.get(&row).map_or(i64::MAX, Set::watermark)
+    }
+
     pub fn insert(&mut self, key: SyncKey, owner: u32, tables: &TableSet, marks: &[AtomicI64]) {
-        for s in entry_sets(tables) {
-            let set = &mut self.sets[s];
-            set.pending.insert(key);
-            if key.0 < marks[s].load(Ordering::Relaxed) {
-                marks[s].store(key.0, Ordering::Release);
-                set.moved = Instant::now();
-            }
+        if self.entries.first_key_value().is_none_or(|(k, _)| key < *k) {
+            marks[ALL].store(key.0, Ordering::Release);
+            self.sets[ALL].moved = Instant::now();
         }
+        let (sets, rows) = (&mut self.sets, &mut self.rows);
+        self.layout.entry_sets(tables, |s| {
+            let set = match s {
+                SetId::Fixed(i) => &mut sets[i],
+                SetId::Row(r) => rows.entry(r).or_insert_with(Set::new),
+            };
+            if key.0 < set.watermark() {
+                set.moved = Instant::now();
+                if let SetId::Fixed(i) = s {
+                    marks[i].store(key.0, Ordering::Release);
+                }
+            }
+            set.pending.insert(key);
+        });
         self.entries.insert(key, (owner, tables.clone()));
     }
 
     /// Removes `key`, wakes whom its removal satisfies; whether it was pending.
     pub fn remove(&mut self, key: SyncKey, marks: &[AtomicI64], released: bool) -> bool {
+        let was_first = self
+            .entries
+            .first_key_value()
+            .is_some_and(|(k, _)| *k == key);
         let Some((_, tables)) = self.entries.remove(&key) else {
             return false;
         };
-        for s in entry_sets(&tables) {
-            let set = &mut self.sets[s];
+        if was_first {
+            let w = self
+                .entries
+                .first_key_value()
+                .map_or(i64::MAX, |(k, _)| k.0);
+            marks[ALL].store(w, Ordering::Release);
+            let all = &mut self.sets[ALL];
+            all.moved = Instant::now();
+            wake_until(&mut all.waiters, w, released);
+        }
+        let (sets, rows) = (&mut self.sets, &mut self.rows);
+        self.layout.entry_sets(&tables, |s| {
+            let set = match s {
+                SetId::Fixed(i) => &mut sets[i],
+                SetId::Row(r) => match rows.get_mut(&r) {
+                    Some(set) => set,
+                    None => return,
+                },
+            };
             let was_first = set.pending.first() == Some(&key);
             set.pending.remove(&key);
-            if !was_first {
-                continue;
+            if was_first {
+                let w = set.watermark();
+                if let SetId::Fixed(i) = s {
+                    marks[i].store(w, Ordering::Release);
+                }
+                set.moved = Instant::now();
+                wake_until(&mut set.waiters, w, released);
             }
-            let w = set.pending.first().map_or(i64::MAX, |k| k.0);
-            marks[s].store(w, Ordering::Release);
-            set.moved = Instant::now();
-            wake_until(&mut set.waiters, w, released);
-        }
+            if let SetId::Row(r) = s {
+                if set.pending.is_empty() && set.waiters.is_empty() {
+                    rows.remove(&r);
+                }
+            }
+        });
         true
     }
 
@@ -115,10 +292,15 @@ impl GateState {
     pub fn clear(&mut self, marks: &[AtomicI64]) {
         self.entries.clear();
         for (s, set) in self.sets.iter_mut().enumerate() {
-            set.pending.clear();
+            set.pending = Pending::None;
             marks[s].store(i64::MAX, Ordering::Release);
             wake_until(&mut set.waiters, i64::MAX, false);
         }
+        for set in self.rows.values_mut() {
+            set.pending = Pending::None;
+            wake_until(&mut set.waiters, i64::MAX, false);
+        }
+        self.rows.clear();
         wake_until(&mut self.frontier_waiters, i64::MAX, false);
     }
 
@@ -126,9 +308,16 @@ impl GateState {
         wake_until(&mut self.frontier_waiters, to, false);
     }
 
+    fn set_mut(&mut self, s: SetId) -> &mut Set {
+        match s {
+            SetId::Fixed(i) => &mut self.sets[i],
+            SetId::Row(r) => self.rows.entry(r).or_insert_with(Set::new),
+        }
+    }
+
     pub fn register(&mut self, place: Place, id: (i64, u64), waiter: Waiter) {
         match place {
-            Place::Set(s) => self.sets[s].waiters.insert(id, waiter),
+            Place::Set(s) => self.set_mut(s).waiters.insert(id, waiter),
             Place::Frontier => self.frontier_waiters.insert(id, waiter),
         };
     }
@@ -136,22 +325,42 @@ impl GateState {
     /// The registered waiter, to refresh its waker.
     pub fn waiter(&mut self, place: Place, id: (i64, u64)) -> Option<&mut Waiter> {
         match place {
-            Place::Set(s) => self.sets[s].waiters.get_mut(&id),
+            Place::Set(SetId::Fixed(i)) => self.sets[i].waiters.get_mut(&id),
+            Place::Set(SetId::Row(r)) => self.rows.get_mut(&r)?.waiters.get_mut(&id),
             Place::Frontier => self.frontier_waiters.get_mut(&id),
         }
     }
 
     pub fn unregister(&mut self, place: Place, id: (i64, u64)) {
         match place {
-            Place::Set(s) => self.sets[s].waiters.remove(&id),
-            Place::Frontier => self.frontier_waiters.remove(&id),
-        };
+            Place::Set(SetId::Fixed(i)) => {
+                self.sets[i].waiters.remove(&id);
+            }
+            Place::Set(SetId::Row(r)) => {
+                if let Some(set) = self.rows.get_mut(&r) {
+                    set.waiters.remove(&id);
+                    if set.pending.is_empty() && set.waiters.is_empty() {
+                        self.rows.remove(&r);
+                    }
+                }
+            }
+            Place::Frontier => {
+                self.frontier_waiters.remove(&id);
+            }
+        }
     }
 
     /// The earliest pending entry of `set`: its key, owner, and when the
     /// set's watermark last moved.
-    pub fn first(&self, set: usize) -> Option<(SyncKey, u32, Instant)> {
-        let s = &self.sets[set];
+    pub fn first(&self, set: SetId) -> Option<(SyncKey, u32, Instant)> {
+        if set == SetId::Fixed(ALL) {
+            let (key, (owner, _)) = self.entries.first_key_value()?;
+            return Some((*key, *owner, self.sets[ALL].moved));
+        }
+        let s = match set {
+            SetId::Fixed(i) => &self.sets[i],
+            SetId::Row(r) => self.rows.get(&r)?,
+        };
         let key = *s.pending.first()?;
         Some((key, self.entries.get(&key)?.0, s.moved))
     }

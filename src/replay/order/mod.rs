@@ -2,35 +2,42 @@
 //! per side.
 //!
 //! After Oracle Database Replay's commit-order synchronisation, at the
-//! grain of its object-level mode: two rules, each per table, each per side.
+//! grain of its object-level mode refined to rows: three rules, each per
+//! scope, each per side.
 //!
 //! - **See what it saw** ([`Gate::Done`]). A *sync point* is a captured
 //!   statement whose completion other sessions can observe: a write, DDL, a
 //!   lock, or the end of a transaction that wrote. A statement that ran at
-//!   capture time `t` waits until every sync point of the tables it uses that
-//!   had completed before `t` has completed on the side: their commits are
-//!   visible to it, their locks taken or given back, as they were.
+//!   capture time `t` waits until every sync point of the scopes it reads
+//!   that had completed before `t` has completed on the side: their commits
+//!   are visible to it, their locks taken or given back, as they were.
 //! - **Do not see what it did not** ([`Gate::Sent`]). The end of a
 //!   transaction (a COMMIT, an autocommit write) that started at `t` waits
-//!   until every statement of its tables that had started before `t` has been
-//!   sent on the side, so none of them sees its effects on replay when it
-//!   could not in the capture.
+//!   until every statement reading its scopes that had started before `t`
+//!   has been sent on the side, so none of them sees its effects on replay
+//!   when it could not in the capture. A statement that reads no row (an
+//!   INSERT no unique index can reject) is waited for by none.
 //!
 //! - **Take the values it took** ([`Gate::Seq`]). A statement that draws
 //!   from a sequence (an INSERT or COPY into a table whose column defaults
 //!   to one) waits until every statement drawing from the same sequence
 //!   that had started before it has completed on the side, so rows get the
 //!   ids they got in the capture (overlapping inserts go in the order they
-//!   started, the best the capture can tell).
+//!   started, the best the capture can tell: their captured start when they
+//!   read nothing, else their effective start, so no cycle can form).
 //!
-//! Tables come from the SQL and the source's catalog ([`TableSet`]; `None`
-//! is "any table": unknown names, views, functions, DDL that creates). The
-//! bookkeeping needs no sorting: the dispatcher registers each entry
-//! ([`SideOrder::expect`]) before any statement that could wait for it is
-//! handed out, and publishes how far its registrations are complete
+//! Scopes are tables, or rows of them: a statement that binds its table's
+//! key (`aid = $2`, `org_id = $1`; see [`super::row_keys`]) reads and
+//! writes that key's rows only, and waits only for what touched them, or
+//! the whole table; others count for their whole tables (from the SQL and
+//! the source's catalog, [`super::tables`]); `None` is "any table":
+//! unknown names, views, functions, DDL that creates. The bookkeeping needs
+//! no sorting: the dispatcher registers each batch's entries
+//! ([`SideOrder::expect_all`]) before any of its statements is handed out,
+//! and publishes how far its registrations are complete
 //! ([`SideOrder::advance_frontier`]); a gate keeps its pending entries by
-//! time per table, and a statement may pass once the earliest pending entry
-//! of each table it uses is at or after its own time.
+//! time per scope, and a statement may pass once the earliest pending entry
+//! of each scope it uses is at or after its own time.
 //!
 //! Every wait points to an earlier time than the waiter's (its effective
 //! start; see [`super::dispatch`]), so the rules alone never make a cycle.
@@ -49,7 +56,7 @@ use crate::fasthash::FastMap;
 mod gate;
 mod wait;
 
-use gate::GateState;
+use gate::{GateState, Layout, SetId};
 pub use wait::Waited;
 
 use super::queue::Pressure;
@@ -58,8 +65,61 @@ use super::queue::Pressure;
 /// point, effective start for a statement to send), then a unique serial.
 pub type SyncKey = (i64, u64);
 
-/// The tables a statement uses, as dense ids; `None` is any table.
-pub type TableSet = Option<Arc<[u32]>>;
+/// The scopes a statement uses ([`scope`]: whole tables, or rows of them,
+/// at the Done and Sent gates; sequence ids at the Seq gate); `None` is
+/// any table.
+pub type TableSet = Option<Arc<[u64]>>;
+
+/// Scopes of the Done and Sent gates: a table's dense id with 40 bits of
+/// a row key's hash, or 0 there for the whole table.
+pub mod scope {
+    use std::sync::Arc;
+
+    use super::TableSet;
+
+    const BITS: u32 = 40;
+    const MASK: u64 = (1 << BITS) - 1;
+
+    /// The whole of table `t`.
+    pub fn table(t: u32) -> u64 {
+        u64::from(t) << BITS
+    }
+
+    /// The rows of table `t` whose key hashes to `hash`.
+    pub fn row(t: u32, hash: u64) -> u64 {
+        (u64::from(t) << BITS) | (1 + hash % MASK)
+    }
+
+    /// (table, whether a row's scope).
+    pub fn split(s: u64) -> (usize, bool) {
+        ((s >> BITS) as usize, s & MASK != 0)
+    }
+
+    /// The whole tables of dense ids `ids`.
+    pub fn tables(ids: &Option<Arc<[u32]>>) -> TableSet {
+        ids.as_ref()
+            .map(|ts| ts.iter().map(|t| table(*t)).collect::<Vec<_>>().into())
+    }
+
+    /// Plain ids (the Seq gate's sequences) as scopes.
+    pub fn ids(ids: &Option<Arc<[u32]>>) -> TableSet {
+        ids.as_ref()
+            .map(|ts| ts.iter().map(|t| u64::from(*t)).collect::<Vec<_>>().into())
+    }
+
+    /// Whether two scope sets may touch the same row (`None`: any table).
+    pub fn overlap(a: &TableSet, b: &TableSet) -> bool {
+        let (Some(a), Some(b)) = (a, b) else {
+            return true;
+        };
+        a.iter().any(|x| {
+            b.iter().any(|y| {
+                let ((ta, ra), (tb, rb)) = (split(*x), split(*y));
+                ta == tb && (!ra || !rb || x == y)
+            })
+        })
+    }
+}
 
 /// How a replay orders statements across sessions (`--order`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,7 +155,7 @@ pub struct Slot {
     /// A statement of the session is in flight on the side.
     pub running: AtomicBool,
     /// Where its wait is registered, and since when (under the side's lock).
-    blocked: Mutex<Option<(Gate, usize, Instant)>>,
+    blocked: Mutex<Option<(Gate, SetId, Instant)>>,
 }
 
 /// Why a pending entry was released before its statement got there.
@@ -119,6 +179,8 @@ pub struct SideOrder {
     /// Per gate, per set (all, any table, then each table): the earliest
     /// pending entry's time (`i64::MAX` when none), read without the lock.
     watermarks: [Box<[AtomicI64]>; GATES],
+    /// Per gate: how its scopes map to its sets.
+    layouts: [Layout; GATES],
     /// Per gate: every entry before this time is registered.
     frontier: [AtomicI64; GATES],
     closed: AtomicBool,
@@ -130,25 +192,28 @@ pub struct SideOrder {
 }
 
 impl SideOrder {
-    /// The order of a side whose statements use `tables` known tables and
-    /// draw from `sequences` known sequences.
+    /// The order of a side whose statements use `tables` known tables
+    /// (with their rows) and draw from `sequences` known sequences.
     pub fn new(tables: usize, sequences: usize, pressure: Arc<Pressure>) -> SideOrder {
-        let marks = |n| {
-            (0..gate::sets(n))
+        let rows = Layout::keyed(tables);
+        let plain = Layout::plain(sequences);
+        let marks = |l: Layout| {
+            (0..l.sets())
                 .map(|_| AtomicI64::new(i64::MAX))
                 .collect::<Box<[_]>>()
         };
         SideOrder {
             inner: Mutex::new(Inner {
                 gates: [
-                    GateState::new(tables),
-                    GateState::new(tables),
-                    GateState::new(sequences),
+                    GateState::new(rows),
+                    GateState::new(rows),
+                    GateState::new(plain),
                 ],
                 next_waiter: 0,
                 slots: FastMap::default(),
             }),
-            watermarks: [marks(tables), marks(tables), marks(sequences)],
+            watermarks: [marks(rows), marks(rows), marks(plain)],
+            layouts: [rows, rows, plain],
             frontier: [const { AtomicI64::new(i64::MIN) }; GATES],
             closed: AtomicBool::new(false),
             waiting: AtomicU64::new(0),
@@ -167,6 +232,30 @@ impl SideOrder {
     pub fn expect(&self, gate: Gate, key: SyncKey, owner: u32, tables: &TableSet) {
         let mut g = self.lock();
         g.gates[gate as usize].insert(key, owner, tables, &self.watermarks[gate as usize]);
+    }
+
+    /// [`Self::expect`] for many entries under one lock (a batch's).
+    pub fn expect_all(&self, entries: &[(Gate, SyncKey, u32, TableSet)]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut g = self.lock();
+        for (gate, key, owner, tables) in entries {
+            g.gates[*gate as usize].insert(*key, *owner, tables, &self.watermarks[*gate as usize]);
+        }
+    }
+
+    /// [`Self::remove`] for each entry given, under one lock.
+    pub fn remove_all(&self, entries: &[(Gate, Option<SyncKey>)]) {
+        if entries.iter().all(|(_, k)| k.is_none()) {
+            return;
+        }
+        let mut g = self.lock();
+        for (gate, key) in entries {
+            if let Some(key) = key {
+                g.gates[*gate as usize].remove(*key, &self.watermarks[*gate as usize], false);
+            }
+        }
     }
 
     /// The entry's statement completed (`Done`) or was sent (`Sent`) on this
@@ -253,6 +342,12 @@ impl SideOrder {
             })
             .collect();
         Some(backends)
+    }
+
+    /// Entries pending per gate (for the log).
+    pub fn pending(&self) -> [usize; GATES] {
+        let g = self.lock();
+        [0, 1, 2].map(|i| g.gates[i].len())
     }
 
     /// Releases so far: (replay-made lock cycles broken, timeouts).

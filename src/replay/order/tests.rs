@@ -18,7 +18,7 @@ fn side() -> Arc<SideOrder> {
 }
 
 fn tables(ts: &[u32]) -> TableSet {
-    Some(ts.into())
+    scope::tables(&Some(ts.into()))
 }
 
 /// Spawns a wait and lets it reach its first poll.

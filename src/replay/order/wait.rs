@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::gate::{Place, Waiter, wait_sets};
-use super::{Gate, SideOrder, Slot, TableSet};
+use super::gate::{Place, SetId, Waiter};
+use super::{Gate, Inner, SideOrder, Slot, TableSet};
 
 /// How a statement's wait for order ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,8 +50,37 @@ impl SideOrder {
         }
     }
 
-    /// What holds a wait up, read without the lock; `None` when it may go.
+    /// What holds a wait up; `None` when it may go. Fixed sets are read
+    /// without the lock, rows' sets under it, taken only when the fixed
+    /// sets hold nothing.
     fn blocked(&self, gate: Gate, after: i64, tables: &TableSet) -> Option<Place> {
+        let fixed = self.blocked_with(gate, after, tables, |_| false);
+        if fixed.is_some() || !self.layouts[gate as usize].has_rows(tables) {
+            return fixed;
+        }
+        let g = self.lock();
+        self.blocked_locked(&g, gate, after, tables)
+    }
+
+    /// [`Self::blocked`] with the side's lock held.
+    fn blocked_locked(
+        &self,
+        g: &Inner,
+        gate: Gate,
+        after: i64,
+        tables: &TableSet,
+    ) -> Option<Place> {
+        let state = &g.gates[gate as usize];
+        self.blocked_with(gate, after, tables, |r| state.row_watermark(r) < after)
+    }
+
+    fn blocked_with(
+        &self,
+        gate: Gate,
+        after: i64,
+        tables: &TableSet,
+        row_held: impl Fn(u64) -> bool,
+    ) -> Option<Place> {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
@@ -59,8 +88,11 @@ impl SideOrder {
             return Some(Place::Frontier);
         }
         let marks = &self.watermarks[gate as usize];
-        wait_sets(tables)
-            .find(|s| marks[*s].load(Ordering::Acquire) < after)
+        self.layouts[gate as usize]
+            .find_wait_set(tables, |s| match s {
+                SetId::Fixed(i) => marks[i].load(Ordering::Acquire) < after,
+                SetId::Row(r) => row_held(r),
+            })
             .map(Place::Set)
     }
 }
@@ -140,7 +172,7 @@ impl Future for OrderWait<'_> {
         let mut g = order.lock();
         // Checked again under the lock: a removal or a frontier move between
         // the first look and the lock would otherwise be missed.
-        let Some(place) = order.blocked(gate, after, self.tables) else {
+        let Some(place) = order.blocked_locked(&g, gate, after, self.tables) else {
             drop(g);
             self.unregister();
             self.starve(false);
