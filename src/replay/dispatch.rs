@@ -10,9 +10,10 @@
 //!   are a horizon ahead of the replay clock (at least 2 s, more when rows
 //!   come late because they are in completion order: a long statement's row
 //!   arrives after those that started after it);
-//! - `--max-rate`: it reads until a budget of items waits in memory, and on
-//!   past it whenever a session has run dry, so a session holding a lock
-//!   always gets the COMMIT that releases it.
+//! - `--max-rate`: it reads until a budget of items waits in the queues (in
+//!   memory or spooled), and on past it whenever a session that may hold a
+//!   lock has run dry, so a session holding a lock always gets the COMMIT
+//!   that releases it.
 //!
 //! With `--order commit` it tags each statement as it reads it (see
 //! [`super::order`]): its tables; a write, DDL, a lock, or the end of a
@@ -180,6 +181,10 @@ impl Dispatcher {
                                 &mut s.txn,
                                 &mut serial,
                             );
+                            // A sync point nothing can wait on is not registered.
+                            if order.sync.is_some() && !catalog.keys.observed(&order.sync_tables) {
+                                order.sync = None;
+                            }
                             if let (Some(after), Some(_)) = (order.after, &seqs) {
                                 serial += 1;
                                 let at = if reads_nothing { captured.ts_us } else { after };
@@ -267,8 +272,9 @@ impl Dispatcher {
         for (i, (q, full)) in s.queues.iter().zip(full).enumerate() {
             match (&block, full) {
                 (Some(b), true) => {
-                    spooled += items.as_ref().map_or(0, |v| v.len() as u64);
-                    q.push_disk(b.clone());
+                    let n = items.as_ref().map_or(0, |v| v.len());
+                    spooled += n as u64;
+                    q.push_disk(b.clone(), n);
                 }
                 _ if i == last => q.push_mem(items.take().unwrap_or_default()),
                 _ => q.push_mem(items.clone().unwrap_or_default()),

@@ -9,10 +9,12 @@
 //! blocks share one queue.
 //!
 //! [`Pressure`] is how the sessions and the dispatcher talk without a queue
-//! between them: the count of items held in memory, and of sessions that
-//! found their queue empty and wait for the dispatcher. With `--max-rate` the
-//! dispatcher reads ahead until memory is at its budget, and past it only
-//! while some session is starving.
+//! between them: the count of items handed out and not yet taken (in
+//! memory or on the spool), and of sessions that found their queue empty
+//! and wait for the dispatcher. With `--max-rate` the dispatcher reads
+//! ahead until that count is at its budget, and past it only while some
+//! session is starving: what the order of effects keeps of the items read
+//! ahead (their pending entries) stays bounded too.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -29,7 +31,7 @@ pub const MEM_CAP: usize = 4096;
 /// Shared by the dispatcher and every session queue.
 #[derive(Default)]
 pub struct Pressure {
-    /// Items held in memory across all queues.
+    /// Items handed to the queues and not yet taken, in memory or spooled.
     pub queued: AtomicI64,
     /// Sessions waiting on an empty queue.
     pub starving: AtomicI64,
@@ -39,13 +41,16 @@ pub struct Pressure {
 
 enum Chunk {
     Mem(Vec<Item>),
-    Disk(Arc<Block>),
+    /// A spooled run and its count of items.
+    Disk(Arc<Block>, usize),
 }
 
 #[derive(Default)]
 struct State {
     chunks: VecDeque<Chunk>,
     mem_items: usize,
+    /// Items queued in spooled runs.
+    disk_items: usize,
     closed: bool,
 }
 
@@ -86,9 +91,13 @@ impl SessionQueue {
         self.notify.notify_one();
     }
 
-    /// Queues a run of items written to the spool.
-    pub fn push_disk(&self, block: Arc<Block>) {
-        self.lock().chunks.push_back(Chunk::Disk(block));
+    /// Queues a run of `n` items written to the spool.
+    pub fn push_disk(&self, block: Arc<Block>, n: usize) {
+        self.pressure.queued.fetch_add(n as i64, Ordering::Relaxed);
+        let mut s = self.lock();
+        s.disk_items += n;
+        s.chunks.push_back(Chunk::Disk(block, n));
+        drop(s);
         self.notify.notify_one();
     }
 
@@ -118,7 +127,12 @@ impl SessionQueue {
                             .fetch_sub(v.len() as i64, Ordering::Relaxed);
                         return Some(Ok(v));
                     }
-                    Some(Chunk::Disk(b)) => Some(b),
+                    Some(Chunk::Disk(b, n)) => {
+                        s.disk_items -= n;
+                        drop(s);
+                        self.pressure.queued.fetch_sub(n as i64, Ordering::Relaxed);
+                        Some(b)
+                    }
                     None if s.closed => return None,
                     None => None,
                 }
@@ -146,7 +160,7 @@ impl Drop for SessionQueue {
         let s = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         self.pressure
             .queued
-            .fetch_sub(s.mem_items as i64, Ordering::Relaxed);
+            .fetch_sub((s.mem_items + s.disk_items) as i64, Ordering::Relaxed);
     }
 }
 
@@ -179,9 +193,13 @@ mod tests {
         let key: SessionKey = (Arc::from("c"), 1);
         let q = SessionQueue::new(key.clone(), p.clone());
         q.push_mem(vec![disconnect(&key, 1), disconnect(&key, 2)]);
-        q.push_disk(spool.append(&[disconnect(&key, 3)]).unwrap());
+        q.push_disk(spool.append(&[disconnect(&key, 3)]).unwrap(), 1);
         q.push_mem(vec![disconnect(&key, 4)]);
-        assert_eq!(p.queued.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            p.queued.load(Ordering::Relaxed),
+            4,
+            "spooled items count too"
+        );
         assert!(q.has_room(MEM_CAP - 3) && !q.has_room(MEM_CAP - 2));
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -116,6 +116,8 @@ pub struct RowKeys {
     tables: FastMap<u32, TableKeys>,
     /// Tables whose writes commute ([`RowKeys::find_commuting`]).
     commuting: std::collections::HashSet<u32>,
+    /// Tables nothing reads once written ([`RowKeys::find_unread`]).
+    unread: std::collections::HashSet<u32>,
 }
 
 /// How a statement's shape maps to scopes (per fingerprint).
@@ -220,6 +222,7 @@ impl RowKeys {
         RowKeys {
             tables,
             commuting: Default::default(),
+            unread: Default::default(),
         }
     }
 
@@ -231,6 +234,21 @@ impl RowKeys {
     /// Whether table `t`'s writes commute (for the log and tests).
     pub fn commutes(&self, t: u32) -> bool {
         self.commuting.contains(&t)
+    }
+
+    /// Whether a sync point of `scopes` can be waited on by anything: it
+    /// cannot when each of its scopes is of a table nothing reads once
+    /// written.
+    pub fn observed(&self, scopes: &TableSet) -> bool {
+        match scopes {
+            None => true,
+            Some(ss) => {
+                ss.is_empty()
+                    || ss
+                        .iter()
+                        .any(|s| !self.unread.contains(&(scope::split(*s).0 as u32)))
+            }
+        }
     }
 
     /// The plan of a statement whose whole tables are `ids` (dense ids, as
@@ -300,6 +318,19 @@ fn key_slots(keys: &TableKeys, rt: &RowTarget) -> Option<Vec<Slot>> {
 }
 
 impl Plan {
+    /// Whether statements of the plan read table `t`; `ids` are their
+    /// whole tables.
+    pub fn reads(&self, t: u32, ids: &Ids) -> bool {
+        match self {
+            Plan::Whole => ids.as_deref().is_none_or(|ts| ts.contains(&t)),
+            Plan::Fixed(a) => a
+                .reads
+                .as_deref()
+                .is_none_or(|ss| ss.iter().any(|s| scope::split(*s).0 == t as usize)),
+            Plan::Keyed(p) => p.table == t && !p.reads_none,
+        }
+    }
+
     /// The scopes of one statement of the plan's fingerprint; `whole` is
     /// its whole tables' scopes.
     pub fn access(&self, whole: &TableSet, c: &Captured) -> Access {
@@ -342,11 +373,9 @@ impl KeyedPlan {
         };
         let mut h = Xxh3::new();
         h.update(&self.table.to_le_bytes());
-        let mut buf = String::new();
         for ((_, ty), slot) in self.key.iter().zip(slots) {
-            buf.clear();
             match slot {
-                Slot::Literal(s) => canon_text(s.as_bytes(), *ty, &mut buf)?,
+                Slot::Literal(s) => canon_text(s.as_bytes(), *ty, &mut h)?,
                 Slot::Param(n) => {
                     let i = usize::from(*n).checked_sub(1)?;
                     let value = c.param_values.iter().nth(i)??;
@@ -356,7 +385,7 @@ impl KeyedPlan {
                         _ => *c.param_formats.get(i)?,
                     };
                     if format == 0 {
-                        canon_text(value, *ty, &mut buf)?
+                        canon_text(value, *ty, &mut h)?
                     } else {
                         // Binary is in the parameter's own type: one of the
                         // column's kind, or the key is not read.
@@ -364,12 +393,10 @@ impl KeyedPlan {
                         if declared != 0 && kind(declared) != kind(*ty) {
                             return None;
                         }
-                        canon_binary(value, *ty, &mut buf)?
+                        canon_binary(value, *ty, &mut h)?
                     }
                 }
             }
-            h.update(buf.as_bytes());
-            h.update(&[0xff]);
         }
         Some(h.digest())
     }

@@ -219,7 +219,7 @@ async fn join_writers(
 
 /// Items the dispatcher keeps in memory ahead of `--max-rate` sessions
 /// (more only while a session has run dry).
-const READ_AHEAD: i64 = 64 * 1024;
+const READ_AHEAD: i64 = 16 * 1024;
 
 type Writer = std::thread::JoinHandle<Result<SideStats, ResultsError>>;
 

@@ -189,17 +189,19 @@ impl Catalog {
             shapes.iter().map(|s| (&*s.normalized, s.statements)),
             |name| self.id(name),
         );
-        keys.find_commuting(
-            shapes.iter().map(|s| {
+        let resolved: Vec<_> = shapes
+            .iter()
+            .map(|s| {
                 (
                     &*s.normalized,
                     self.resolve(&s.normalized),
                     s.first_us,
                     s.last_us,
                 )
-            }),
-            |name| self.id(name),
-        );
+            })
+            .collect();
+        keys.find_commuting(resolved.iter().cloned(), |name| self.id(name));
+        keys.find_unread(resolved, |name| self.id(name));
         self.keys = keys;
         let mut named: std::collections::BTreeMap<u32, &str> = Default::default();
         for (n, id) in &self.names {
@@ -216,6 +218,7 @@ impl Catalog {
                     table = name,
                     key = %key.join(", "),
                     commutes = self.keys.commutes(id),
+                    observed = self.keys.observed(&super::order::scope::tables(&Some([id].into()))),
                     "statements keyed by"
                 );
             }

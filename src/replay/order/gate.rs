@@ -4,6 +4,14 @@
 //! sets its scopes map to ([`Layout`]). A fixed set's watermark (its
 //! earliest pending entry's time) is also kept in an atomic, read without
 //! the side's lock; a row's set lives only while it has entries or waiters.
+//!
+//! A table's whole and wide sets, and its rows' sets, are *kept* (their
+//! entries tracked) only from the first wait on them: until then a whole or
+//! wide set's watermark reads [`UNKEPT`], which sends a waiter to the lock
+//! (as any wait on a row does), where the set is built from the entries at
+//! once. A replay keyed by rows never waits on most of them (nothing waits
+//! on the rows of a table whose writes commute), and tracking them cost a
+//! tree operation per entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,6 +24,10 @@ use crate::fasthash::FastMap;
 
 const ALL: usize = 0;
 const ANY: usize = 1;
+
+/// The watermark of a set not kept yet: below every time, so a waiter
+/// looks under the lock.
+pub(super) const UNKEPT: i64 = i64::MIN;
 
 /// A set of a gate: fixed (by index), or a row's (by its scope).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +114,28 @@ impl Layout {
                 find(SetId::Fixed(whole))
             }
         })
+    }
+
+    /// Calls `f` with every set a statement of `tables` waits on.
+    pub fn wait_sets(self, tables: &TableSet, mut f: impl FnMut(SetId)) {
+        let Some(ts) = tables else {
+            return f(SetId::Fixed(ALL));
+        };
+        f(SetId::Fixed(ANY));
+        for s in ts.iter() {
+            if !self.keyed {
+                f(SetId::Fixed(self.whole(*s as usize)));
+                continue;
+            }
+            let (t, row) = scope::split(*s);
+            let whole = self.whole(t);
+            if row {
+                f(SetId::Fixed(whole + 1));
+                f(SetId::Row(*s));
+            } else {
+                f(SetId::Fixed(whole));
+            }
+        }
     }
 
     /// Whether waits on `tables` may be held by a row's set (read only
@@ -195,6 +229,10 @@ pub(super) struct GateState {
     layout: Layout,
     entries: BTreeMap<SyncKey, (u32, TableSet)>,
     sets: Vec<Set>,
+    /// Per fixed set: whether its entries are tracked (always for ALL and ANY).
+    kept: Vec<bool>,
+    /// Per table: whether its rows' entries are tracked.
+    rows_kept: Vec<bool>,
     rows: FastMap<u64, Set>,
     frontier_waiters: BTreeMap<(i64, u64), Waiter>,
 }
@@ -205,6 +243,8 @@ impl GateState {
             layout,
             entries: BTreeMap::new(),
             sets: (0..layout.sets()).map(|_| Set::new()).collect(),
+            kept: (0..layout.sets()).map(|i| i < 2).collect(),
+            rows_kept: vec![false; layout.ids],
             rows: FastMap::default(),
             frontier_waiters: BTreeMap::new(),
         }
@@ -224,10 +264,13 @@ impl GateState {
             marks[ALL].store(key.0, Ordering::Release);
             self.sets[ALL].moved = Instant::now();
         }
-        let (sets, rows) = (&mut self.sets, &mut self.rows);
+        let (sets, rows, kept, rows_kept) =
+            (&mut self.sets, &mut self.rows, &self.kept, &self.rows_kept);
         self.layout.entry_sets(tables, |s| {
             let set = match s {
+                SetId::Fixed(i) if !kept[i] => return,
                 SetId::Fixed(i) => &mut sets[i],
+                SetId::Row(r) if !rows_kept[scope::split(r).0] => return,
                 SetId::Row(r) => rows.entry(r).or_insert_with(Set::new),
             };
             if key.0 < set.watermark() {
@@ -260,9 +303,10 @@ impl GateState {
             all.moved = Instant::now();
             wake_until(&mut all.waiters, w, released);
         }
-        let (sets, rows) = (&mut self.sets, &mut self.rows);
+        let (sets, rows, kept) = (&mut self.sets, &mut self.rows, &self.kept);
         self.layout.entry_sets(&tables, |s| {
             let set = match s {
+                SetId::Fixed(i) if !kept[i] => return,
                 SetId::Fixed(i) => &mut sets[i],
                 SetId::Row(r) => match rows.get_mut(&r) {
                     Some(set) => set,
@@ -288,10 +332,53 @@ impl GateState {
         true
     }
 
+    /// Starts keeping the sets of table `t`'s rows if they are not kept
+    /// yet: their entries are found among all the gate's.
+    pub fn keep_rows(&mut self, t: usize) {
+        if self.rows_kept[t] {
+            return;
+        }
+        self.rows_kept[t] = true;
+        let (layout, rows) = (self.layout, &mut self.rows);
+        for (key, (_, tables)) in &self.entries {
+            layout.entry_sets(tables, |s| {
+                if let SetId::Row(r) = s {
+                    if scope::split(r).0 == t {
+                        rows.entry(r).or_insert_with(Set::new).pending.insert(*key);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Starts keeping fixed set `i` if it is not kept yet: its entries are
+    /// found among all the gate's.
+    pub fn keep(&mut self, i: usize, marks: &[AtomicI64]) {
+        if self.kept[i] {
+            return;
+        }
+        self.kept[i] = true;
+        let mut pending = Pending::None;
+        for (key, (_, tables)) in &self.entries {
+            let mut member = false;
+            self.layout
+                .entry_sets(tables, |s| member |= s == SetId::Fixed(i));
+            if member {
+                pending.insert(*key);
+            }
+        }
+        let set = &mut self.sets[i];
+        set.pending = pending;
+        set.moved = Instant::now();
+        marks[i].store(set.watermark(), Ordering::Release);
+    }
+
     /// Drops every entry and wakes every waiter (the replay is stopping).
     pub fn clear(&mut self, marks: &[AtomicI64]) {
         self.entries.clear();
+        self.rows_kept.iter_mut().for_each(|k| *k = true);
         for (s, set) in self.sets.iter_mut().enumerate() {
+            self.kept[s] = true;
             set.pending = Pending::None;
             marks[s].store(i64::MAX, Ordering::Release);
             wake_until(&mut set.waiters, i64::MAX, false);

@@ -197,9 +197,10 @@ impl SideOrder {
     pub fn new(tables: usize, sequences: usize, pressure: Arc<Pressure>) -> SideOrder {
         let rows = Layout::keyed(tables);
         let plain = Layout::plain(sequences);
+        // ALL and ANY are kept from the start; a table's sets once waited on.
         let marks = |l: Layout| {
             (0..l.sets())
-                .map(|_| AtomicI64::new(i64::MAX))
+                .map(|i| AtomicI64::new(if i < 2 { i64::MAX } else { gate::UNKEPT }))
                 .collect::<Box<[_]>>()
         };
         SideOrder {

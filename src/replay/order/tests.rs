@@ -141,3 +141,33 @@ fn close_ends_waits_and_cancelled_waits_unregister() {
         assert!(h.await.unwrap().waited);
     });
 }
+
+/// A table's whole set is kept only from the first wait on it: entries
+/// registered before still hold that wait, entries removed before do not,
+/// and a row's wait sees the rows registered before it was kept.
+#[test]
+fn sets_kept_late_still_see_the_entries_registered_before() {
+    let o = side();
+    let row = |t: u32, k: u64| -> TableSet { Some(Arc::from([scope::row(t, k)])) };
+    o.expect_all(&[
+        (Gate::Done, (100, 1), 1, row(0, 7)),
+        (Gate::Done, (110, 2), 1, row(0, 8)),
+        (Gate::Done, (120, 3), 2, tables(&[0])),
+    ]);
+    o.remove(Gate::Done, (110, 2));
+    rt().block_on(async {
+        let slot = Slot::default();
+        let whole = spawn_wait(&o, Gate::Done, 200, tables(&[0])).await;
+        let seven = spawn_wait(&o, Gate::Done, 105, row(0, 7)).await;
+        assert!(!whole.is_finished() && !seven.is_finished());
+        assert!(
+            !o.wait(Gate::Done, 115, &row(0, 8), &slot).await.waited,
+            "row 8's entry went before its set was kept"
+        );
+        o.remove(Gate::Done, (100, 1));
+        assert!(seven.await.unwrap().waited);
+        assert!(!whole.is_finished(), "the whole-table entry still holds it");
+        o.remove_all(&[(Gate::Done, Some((120, 3))), (Gate::Sent, None)]);
+        assert!(whole.await.unwrap().waited);
+    });
+}

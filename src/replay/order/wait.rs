@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::gate::{Place, SetId, Waiter};
+use super::gate::{self, Place, SetId, Waiter};
 use super::{Gate, Inner, SideOrder, Slot, TableSet};
 
 /// How a statement's wait for order ended.
@@ -51,26 +51,37 @@ impl SideOrder {
     }
 
     /// What holds a wait up; `None` when it may go. Fixed sets are read
-    /// without the lock, rows' sets under it, taken only when the fixed
-    /// sets hold nothing.
+    /// without the lock; rows' sets, and sets not kept yet, under it.
     fn blocked(&self, gate: Gate, after: i64, tables: &TableSet) -> Option<Place> {
+        let marks = &self.watermarks[gate as usize];
         let fixed = self.blocked_with(gate, after, tables, |_| false);
-        if fixed.is_some() || !self.layouts[gate as usize].has_rows(tables) {
+        let unsure = match fixed {
+            Some(Place::Set(SetId::Fixed(i))) => marks[i].load(Ordering::Acquire) == gate::UNKEPT,
+            Some(_) => false,
+            None => self.layouts[gate as usize].has_rows(tables),
+        };
+        if !unsure {
             return fixed;
         }
-        let g = self.lock();
-        self.blocked_locked(&g, gate, after, tables)
+        let mut g = self.lock();
+        self.blocked_locked(&mut g, gate, after, tables)
     }
 
-    /// [`Self::blocked`] with the side's lock held.
+    /// [`Self::blocked`] with the side's lock held: the sets the wait
+    /// looks at are kept from now on.
     fn blocked_locked(
         &self,
-        g: &Inner,
+        g: &mut Inner,
         gate: Gate,
         after: i64,
         tables: &TableSet,
     ) -> Option<Place> {
-        let state = &g.gates[gate as usize];
+        let marks = &self.watermarks[gate as usize];
+        let state = &mut g.gates[gate as usize];
+        self.layouts[gate as usize].wait_sets(tables, |s| match s {
+            SetId::Fixed(i) => state.keep(i, marks),
+            SetId::Row(r) => state.keep_rows(super::scope::split(r).0),
+        });
         self.blocked_with(gate, after, tables, |r| state.row_watermark(r) < after)
     }
 
@@ -172,7 +183,7 @@ impl Future for OrderWait<'_> {
         let mut g = order.lock();
         // Checked again under the lock: a removal or a frontier move between
         // the first look and the lock would otherwise be missed.
-        let Some(place) = order.blocked_locked(&g, gate, after, self.tables) else {
+        let Some(place) = order.blocked_locked(&mut g, gate, after, self.tables) else {
             drop(g);
             self.unregister();
             self.starve(false);

@@ -28,6 +28,48 @@ impl RowKeys {
         (blind && !moves && id(&rt.table) == Some(t) && key_slots(keys, &rt).is_some()).then_some(t)
     }
 
+    /// Finds the tables nothing reads once they are written: after the
+    /// first write of such a table, no captured statement reads it (by its
+    /// plan: an insert that no unique index can reject, an increment of a
+    /// commuting table), and no statement of unknown tables comes. Their
+    /// sync points are waited on by no one, so none is registered (see
+    /// [`Self::observed`]). Call after [`Self::find_commuting`]: plans
+    /// depend on it. `shapes` as there.
+    pub fn find_unread<'a>(
+        &mut self,
+        shapes: impl IntoIterator<Item = (&'a str, Ids, i64, i64)>,
+        id: impl Fn(&str) -> Option<u32>,
+    ) {
+        let shapes: Vec<_> = shapes.into_iter().collect();
+        let mut first_write: FastMap<u32, i64> = FastMap::default();
+        for (sql, ids, first, _) in &shapes {
+            if crate::sql::is_read_only(sql) {
+                continue;
+            }
+            for t in ids.iter().flat_map(|ts| ts.iter()) {
+                let f = first_write.entry(*t).or_insert(*first);
+                *f = (*f).min(*first);
+            }
+        }
+        let mut read = std::collections::HashSet::new();
+        for (sql, ids, _, last) in &shapes {
+            let plan = self.plan(ids, &std::sync::Arc::from(*sql), &id);
+            for (t, first) in &first_write {
+                let reads = match ids {
+                    None => !crate::sql::is_control(sql),
+                    Some(_) => plan.reads(*t, ids),
+                };
+                if reads && last >= first {
+                    read.insert(*t);
+                }
+            }
+        }
+        self.unread = first_write
+            .into_keys()
+            .filter(|t| self.tables.contains_key(t) && !read.contains(t))
+            .collect();
+    }
+
     /// Finds the tables whose writes commute: every captured statement on
     /// them, from the first write on, is an increment by key that returns
     /// nothing (`SET n = n + $1 WHERE id = $2`). The order such updates run

@@ -316,3 +316,82 @@ fn tables_only_blind_increments_write_commute() {
     assert!(!run(vec![("SELECT f()", None, 50, 50)]).commutes(4));
     assert!(run(vec![("SET x = ?", None, 50, 50)]).commutes(4));
 }
+
+/// pgbench's history and branches are never read once written (the
+/// script inserts into one and increments the other): their sync points
+/// are not registered; accounts, read back, are.
+#[test]
+fn tables_nothing_reads_once_written_are_not_observed() {
+    let lone: FastMap<i64, u32> = [(10, 0), (11, 1), (14, 4)].into_iter().collect();
+    let cols = [
+        row(&[&10, &"aid", &INT4]),
+        row(&[&10, &"abalance", &INT4]),
+        row(&[&11, &"aid", &INT4]),
+        row(&[&14, &"bid", &INT4]),
+        row(&[&14, &"bbalance", &INT4]),
+    ];
+    let uniq = [
+        row(&[&100, &10, &true, &1, &"aid", &false]),
+        row(&[&104, &14, &true, &1, &"bid", &false]),
+    ];
+    let names = |n: &str| match n {
+        "pgbench_accounts" => Some(0),
+        "pgbench_history" => Some(1),
+        "pgbench_branches" => Some(4),
+        _ => None,
+    };
+    let t = |id: u32| -> Ids { Some(Arc::from([id])) };
+    let run = |extra: Vec<(&'static str, Ids, i64, i64)>| {
+        let mut k = RowKeys::build(&lone, &uniq, &cols);
+        let mut shapes = vec![
+            ("select count(*) from pgbench_branches", t(4), 0, 0),
+            (
+                "UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?",
+                t(0),
+                1,
+                100,
+            ),
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = ?",
+                t(0),
+                1,
+                100,
+            ),
+            (
+                "UPDATE pgbench_branches SET bbalance = bbalance + ? WHERE bid = ?",
+                t(4),
+                1,
+                100,
+            ),
+            (
+                "INSERT INTO pgbench_history (aid, delta) VALUES (?, ?)",
+                t(1),
+                1,
+                100,
+            ),
+            ("END", None, 1, 100),
+        ];
+        shapes.extend(extra);
+        k.find_commuting(shapes.clone(), names);
+        k.find_unread(shapes, names);
+        k
+    };
+    let scopes = |ids: &[u32]| scope::tables(&Some(ids.into()));
+    let k = run(vec![]);
+    assert!(!k.observed(&scopes(&[1])) && !k.observed(&scopes(&[4])));
+    assert!(!k.observed(&scopes(&[1, 4])));
+    assert!(k.observed(&scopes(&[0])) && k.observed(&scopes(&[0, 1])));
+    assert!(k.observed(&None), "unknown tables");
+    let later = run(vec![(
+        "SELECT sum(delta) FROM pgbench_history",
+        t(1),
+        50,
+        50,
+    )]);
+    assert!(later.observed(&scopes(&[1])), "read after its first write");
+    let unknown = run(vec![("SELECT f()", None, 50, 50)]);
+    assert!(
+        unknown.observed(&scopes(&[4])),
+        "a statement of unknown tables may read it"
+    );
+}

@@ -2,6 +2,8 @@
 //! was sent in (text or binary, `42`, `'042 '`, int4 or int8), so one row
 //! is one key. Types with no form known here key nothing.
 
+use xxhash_rust::xxh3::Xxh3;
+
 pub(super) const INT2: u32 = 21;
 pub(super) const INT4: u32 = 23;
 pub(super) const INT8: u32 = 20;
@@ -27,48 +29,98 @@ pub(super) fn kind(ty: u32) -> Option<u8> {
     }
 }
 
-/// A text-format value in the canonical form of its column's type; `None`
-/// for types whose forms are not known here (the statement then counts for
-/// its whole table).
-pub(super) fn canon_text(v: &[u8], ty: u32, out: &mut String) -> Option<()> {
+/// Feeds a text-format value, in the canonical form of its column's type,
+/// to `h`; `None` for types whose forms are not known here (the statement
+/// then counts for its whole table). Nothing is allocated: the dispatcher
+/// does this for every keyed statement.
+pub(super) fn canon_text(v: &[u8], ty: u32, h: &mut Xxh3) -> Option<()> {
     let s = std::str::from_utf8(v).ok()?;
     match ty {
-        INT2 | INT4 | INT8 | OID => {
-            let n: i128 = s.trim().parse().ok()?;
-            out.push_str(&n.to_string());
+        INT2 | INT4 | INT8 | OID => int(s.trim().parse().ok()?, h),
+        UUID => {
+            let mut u = [0u8; 16];
+            let mut n = 0;
+            for d in s.bytes().filter(u8::is_ascii_hexdigit) {
+                let x = (d as char).to_digit(16)? as u8;
+                *u.get_mut(n / 2)? |= if n % 2 == 0 { x << 4 } else { x };
+                n += 1;
+            }
+            if n != 32 {
+                return None;
+            }
+            uuid(&u, h);
         }
-        UUID => out.extend(
-            s.chars()
-                .filter(|c| c.is_ascii_hexdigit())
-                .map(|c| c.to_ascii_lowercase()),
-        ),
-        TEXT | VARCHAR | NAME => out.push_str(s),
-        BPCHAR => out.push_str(s.trim_end_matches(' ')),
+        TEXT | VARCHAR | NAME => text(s.as_bytes(), h),
+        BPCHAR => text(s.trim_end_matches(' ').as_bytes(), h),
         _ => return None,
     }
     Some(())
 }
 
-/// A binary-format value in the same canonical form as [`canon_text`].
-pub(super) fn canon_binary(v: &[u8], ty: u32, out: &mut String) -> Option<()> {
+/// A binary-format value, fed as [`canon_text`] feeds the same value.
+pub(super) fn canon_binary(v: &[u8], ty: u32, h: &mut Xxh3) -> Option<()> {
     match ty {
-        INT2 | INT4 | INT8 | OID => {
-            let n: i128 = match v.len() {
+        INT2 | INT4 | INT8 | OID => int(
+            match v.len() {
                 2 => i16::from_be_bytes(v.try_into().ok()?).into(),
                 4 if ty == OID => u32::from_be_bytes(v.try_into().ok()?).into(),
                 4 => i32::from_be_bytes(v.try_into().ok()?).into(),
                 8 => i64::from_be_bytes(v.try_into().ok()?).into(),
                 _ => return None,
-            };
-            out.push_str(&n.to_string());
-        }
-        UUID if v.len() == 16 => {
-            for b in v {
-                out.push_str(&format!("{b:02x}"));
-            }
-        }
-        TEXT | VARCHAR | NAME | BPCHAR => canon_text(v, ty, out)?,
+            },
+            h,
+        ),
+        UUID if v.len() == 16 => uuid(v, h),
+        TEXT | VARCHAR | NAME | BPCHAR => canon_text(v, ty, h)?,
         _ => return None,
     }
     Some(())
+}
+
+fn int(n: i128, h: &mut Xxh3) {
+    h.update(b"i");
+    h.update(&n.to_le_bytes());
+}
+
+fn uuid(u: &[u8], h: &mut Xxh3) {
+    h.update(b"u");
+    h.update(u);
+}
+
+fn text(s: &[u8], h: &mut Xxh3) {
+    h.update(b"t");
+    h.update(&(s.len() as u64).to_le_bytes());
+    h.update(s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(f: impl FnOnce(&mut Xxh3) -> Option<()>) -> Option<u64> {
+        let mut h = Xxh3::new();
+        f(&mut h)?;
+        Some(h.digest())
+    }
+
+    /// One value is one key in every form a client may send it in.
+    #[test]
+    fn a_value_hashes_alike_in_text_and_binary() {
+        let t = |v: &str, ty| digest(|h| canon_text(v.as_bytes(), ty, h));
+        let b = |v: &[u8], ty| digest(|h| canon_binary(v, ty, h));
+        assert_eq!(t(" 042", INT4), b(&42i64.to_be_bytes(), INT8));
+        assert_eq!(t("42", INT8), b(&42i16.to_be_bytes(), INT2));
+        assert_ne!(t("42", INT4), t("43", INT4));
+        let u = "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11";
+        let raw = [
+            0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38,
+            0x0a, 0x11,
+        ];
+        assert_eq!(t(u, UUID), b(&raw, UUID));
+        assert_eq!(t("{a0eebc999c0b4ef8bb6d6bb9bd380a11}", UUID), t(u, UUID));
+        assert_eq!(t("a0ee", UUID), None, "not a uuid");
+        assert_eq!(t("ab  ", BPCHAR), t("ab", TEXT));
+        assert_ne!(t("42", TEXT), t("42", INT4), "a string is not a number");
+        assert_eq!(t("1.5", 1700), None, "numeric has no canonical form here");
+    }
 }
