@@ -135,9 +135,10 @@ fn pgbench_write_traffic_replays_to_the_end_with_the_captured_results() {
 /// The analytics workload (events and dashboards concurrently, 30 s)
 /// through the proxy, replayed paced and at --max-rate: it ends, every
 /// statement runs on both sides, the identical target passes with no
-/// divergence, and the statements that neither read the clock nor show
-/// sequence values return the captured result (before commit order, half
-/// of all statements did not). Windows relative to now() move, and
+/// divergence, at --max-rate 99 % of statements return the captured
+/// result, and paced 98 % of those that neither read the clock nor show
+/// sequence values do (before commit order, half of all statements did
+/// not). Windows relative to now() move, and
 /// concurrent inserts draw ids from one sequence in another order on
 /// replay (ids shown in lists, returned by RETURNING): the test prints
 /// those classes' shares.
@@ -220,17 +221,25 @@ fn analytics_workload_replays_to_the_end_with_the_captured_results() {
                 "analytics {flags:?} {side}: {captured} statements in {secs:.1} s, {:.2} % returned the captured result; by class (statements, same): {by:?}",
                 share * 100.0
             );
-            // The rest is ordered by the capture's timestamps, which the
-            // proxy takes as it forwards: a read and an insert that overlap
-            // in the capture may go either way on replay. In this debug
-            // build on a busy machine inserts take 1 ms (median) to 26 ms
-            // (p99) through the proxy, against 0.5 ms in a release build,
-            // and a quarter of the live dashboard's reads overlap an insert
-            // of their tenant; a release capture of the same workload
-            // replays 99.9 % of these statements as captured.
+            // At --max-rate every statement runs once what it saw has run:
+            // what is left is ids concurrent inserts drew in the capture
+            // (a single insert drawing while a batch drew, shown in the
+            // event list) and windows of now(). Paced, in this debug build
+            // on a two-core machine running both servers, sessions fall
+            // behind their schedule at moments, and aggregates of floats
+            // read rows in another physical order (avg() differs in its
+            // last digits): the rest is held to 98 %.
+            if flags[0] == "--max-rate" {
+                assert!(
+                    share >= 0.99,
+                    "{flags:?} {side}: {:.3} % returned the captured result; differing: {:?}",
+                    share * 100.0,
+                    s.misses()
+                );
+            }
             let (n, same) = by["other"];
             assert!(
-                same as f64 >= 0.95 * n as f64,
+                same as f64 >= 0.98 * n as f64,
                 "{flags:?} {side}: {same} of {n} statements that read no clock and show no sequence value returned the captured result; differing: {:?}",
                 s.misses()
             );

@@ -54,9 +54,11 @@ use std::time::Instant;
 use crate::fasthash::FastMap;
 
 mod gate;
+mod layout;
 mod wait;
 
-use gate::{GateState, Layout, SetId};
+use gate::GateState;
+use layout::{Layout, SetId};
 pub use wait::Waited;
 
 use super::queue::Pressure;
@@ -127,7 +129,7 @@ pub enum OrderMode {
     /// Each session keeps its own order only.
     Session,
     /// Statements see, on each side, what they saw in the capture and no
-    /// more (commit-order synchronisation, per table).
+    /// more (commit-order synchronisation, per table or per row key).
     Commit,
 }
 

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::gate::{self, Place, SetId, Waiter};
+use super::gate::{self, Place, Waiter};
+use super::layout::SetId;
 use super::{Gate, Inner, SideOrder, Slot, TableSet};
 
 /// How a statement's wait for order ended.

@@ -4,6 +4,10 @@
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::KeyedPlan;
+use crate::replay::results::Captured;
+use crate::sql::row_key::{Slot, row_target};
+
 pub(super) const INT2: u32 = 21;
 pub(super) const INT4: u32 = 23;
 pub(super) const INT8: u32 = 20;
@@ -26,6 +30,53 @@ pub(super) fn kind(ty: u32) -> Option<u8> {
         TEXT | VARCHAR | BPCHAR | NAME => Some(1),
         UUID => Some(2),
         _ => None,
+    }
+}
+
+impl KeyedPlan {
+    /// The hash of the statement's key, when every value of it can be read.
+    pub(super) fn hash(&self, c: &Captured) -> Option<u64> {
+        let reparsed;
+        let slots = if *c.sql == *self.sql {
+            &self.slots
+        } else {
+            // Literals differ per statement (simple protocol): read them again.
+            let rt = row_target(&c.sql)?;
+            reparsed = self
+                .key
+                .iter()
+                .map(|(k, _)| rt.slot(k).cloned())
+                .collect::<Option<Vec<Slot>>>()?;
+            &reparsed
+        };
+        let mut h = Xxh3::new();
+        h.update(&self.table.to_le_bytes());
+        for ((_, ty), slot) in self.key.iter().zip(slots) {
+            match slot {
+                Slot::Literal(s) => canon_text(s.as_bytes(), *ty, &mut h)?,
+                Slot::Param(n) => {
+                    let i = usize::from(*n).checked_sub(1)?;
+                    let value = c.param_values.iter().nth(i)??;
+                    let format = match c.param_formats.len() {
+                        0 => 0,
+                        1 => c.param_formats[0],
+                        _ => *c.param_formats.get(i)?,
+                    };
+                    if format == 0 {
+                        canon_text(value, *ty, &mut h)?
+                    } else {
+                        // Binary is in the parameter's own type: one of the
+                        // column's kind, or the key is not read.
+                        let declared = c.param_types.get(i).copied().unwrap_or(0);
+                        if declared != 0 && kind(declared) != kind(*ty) {
+                            return None;
+                        }
+                        canon_binary(value, *ty, &mut h)?
+                    }
+                }
+            }
+        }
+        Some(h.digest())
     }
 }
 
