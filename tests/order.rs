@@ -42,19 +42,20 @@ fn replay_onto(
 }
 
 /// The verdict of source against target, as `pgtape replay --target`
-/// gives it (diverging reads re-run on both sides).
+/// gives it (diverging reads re-run on both sides), gating on divergence:
+/// these tests judge results, and two identical clusters sharing this
+/// two-core machine with the replayer differ in latency by chance.
 fn verdict(results: &Path, source: &Cluster, target: &Cluster) -> pgtape::diff::Verdict {
     use pgtape::replay::conn_opts::ConnOpts;
     let (s, t) = (
         ConnOpts::parse(&source.url("postgres")).unwrap(),
         ConnOpts::parse(&target.url("postgres")).unwrap(),
     );
-    pgtape::diff::run_diff_blocking(
-        results,
-        &pgtape::diff::DiffConfig::default(),
-        Some((&s, &t)),
-    )
-    .unwrap()
+    let cfg = pgtape::diff::DiffConfig {
+        fail_on: vec![pgtape::diff::FailOn::Divergence],
+        ..Default::default()
+    };
+    pgtape::diff::run_diff_blocking(results, &cfg, Some((&s, &t))).unwrap()
 }
 
 /// Every captured statement replayed on the side, and the share of them

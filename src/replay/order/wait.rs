@@ -55,6 +55,11 @@ impl SideOrder {
     /// without the lock; rows' sets, and sets not kept yet, under it.
     fn blocked(&self, gate: Gate, after: i64, tables: &TableSet) -> Option<Place> {
         let marks = &self.watermarks[gate as usize];
+        if marks[0].load(Ordering::Acquire) >= after {
+            // No entry of the gate is pending before `after` (set 0 holds
+            // them all): nothing to look up, under the lock or not.
+            return self.blocked_with(gate, after, &None, |_| false);
+        }
         let fixed = self.blocked_with(gate, after, tables, |_| false);
         let unsure = match fixed {
             Some(Place::Set(SetId::Fixed(i))) => marks[i].load(Ordering::Acquire) == gate::UNKEPT,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::value::{Class, row};
+use crate::replay::client::RowMap;
 use super::*;
 use crate::replay::results::{Captured, Params};
 
