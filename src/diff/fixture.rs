@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::capture::event::Protocol;
 use crate::replay::results::{Captured, ResultRow, ResultWriter, ResultsError, Status};
-use crate::sql::shape;
+use crate::sql::{Facts, shape};
 
 /// What one side returned, as the fixture describes it.
 #[derive(Clone)]
@@ -270,14 +270,16 @@ pub fn write(dir: &Path) -> Result<(), ResultsError> {
             ts_us: T0_US + offset,
             duration_us: s.captured.us,
             fingerprint: shape.fingerprint as i64,
-            normalized_sql: shape.normalized.into(),
+            facts: Arc::new(Facts {
+                read_only: s.read_only,
+                ..Facts::of(&shape.normalized)
+            }),
             sql: s.sql.into(),
             protocol: if s.params.is_empty() {
                 Protocol::Simple
             } else {
                 Protocol::Extended
             },
-            read_only: s.read_only,
             tx_status: b'I',
             param_types: vec![0; s.params.len()].into(),
             param_formats: Vec::new().into(),

@@ -20,22 +20,9 @@ use crate::replay::results::{RESULTS_SCHEMA_VERSION, VERSION_KEY, col};
 /// The join key: (session_id, seq, clone).
 pub type Key = (i64, i64, i32);
 
-/// One statement's result on one side (or as captured), reduced.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// `ok`, `error` or `not_replayed`.
-    pub status: Status,
-    pub sqlstate: Option<String>,
-    pub command_tag: Option<String>,
-    pub rows: i64,
-    pub ordered_hash: i64,
-    pub unordered_hash: i64,
-    /// xxh3 of the column names and types; `None` when unknown (captured).
-    pub columns: Option<u64>,
-}
-
-/// The results contract's status, owned by the replay that writes it.
-pub use crate::replay::results::Status;
+/// The results contract's reduced result and status, owned by the replay
+/// that writes them.
+pub use crate::replay::results::{Outcome, Status};
 
 /// One row of a results file as the join keeps it.
 #[derive(Debug, Clone)]

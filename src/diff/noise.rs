@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::classify::{Class, classify};
 use super::latency::{Hist, Throughput};
 use super::load::{Key, SideRow, Status};
-use crate::sql::{has_order_by, is_volatile};
+use crate::sql::Facts;
 
 /// Noise thresholds (`--noise-relative`, `--noise-absolute`).
 #[derive(Debug, Clone, Copy)]
@@ -65,10 +65,13 @@ pub enum PairKind {
 }
 
 impl FpAcc {
+    /// The accumulator of one fingerprint (made once per fingerprint: its
+    /// facts are worked out here, not per pair).
     pub fn new(normalized_sql: String, read_only: bool) -> FpAcc {
+        let facts = Facts::of(&normalized_sql);
         FpAcc {
-            has_order_by: has_order_by(&normalized_sql),
-            volatile: is_volatile(&normalized_sql),
+            has_order_by: facts.order_by,
+            volatile: facts.volatile,
             normalized_sql,
             read_only,
             ..Default::default()

@@ -156,7 +156,7 @@ impl Dispatcher {
                             let catalog = &self.catalog;
                             let (whole, seqs, plan) =
                                 shapes.entry(captured.fingerprint).or_insert_with(|| {
-                                    let sql = &captured.normalized_sql;
+                                    let sql = &captured.facts.normalized;
                                     let ids = catalog.resolve(sql);
                                     let plan =
                                         catalog.keys.plan(&ids, &captured.sql, |n| catalog.id(n));

@@ -8,12 +8,11 @@
 use std::borrow::Cow;
 use std::io;
 
-use super::client::{Client, Extended, Extras, KeptRow, Outcome, RowMap};
+use super::client::{Client, Extended, Extras, KeptRow, Reply, RowMap};
 use super::fidelity::CopyIn;
 use super::remap::{Mode, SessionRemap, Source, StatementRows};
 use super::results::Captured;
 use crate::capture::event::Protocol;
-use crate::sql::copy_from_stdin;
 use crate::wire::rowhash::RowHash;
 
 /// Why `c` cannot be replayed faithfully, if it cannot: COPY data the
@@ -30,7 +29,7 @@ pub fn skip_reason(c: &Captured) -> Option<Cow<'static, str>> {
             .into(),
         ),
         // A capture older than COPY data (schema version 1).
-        CopyIn::Unknown if copy_from_stdin(&c.normalized_sql) => {
+        CopyIn::Unknown if c.facts.copy_in => {
             Some("COPY FROM STDIN data is not in the capture (capture schema version 1)".into())
         }
         _ => None,
@@ -44,7 +43,7 @@ pub async fn execute(
     c: &Captured,
     named: bool,
     remap: &mut SessionRemap,
-) -> io::Result<Outcome> {
+) -> io::Result<Reply> {
     let copy: Vec<&[u8]>;
     let mut ex = Extras::default();
     if let CopyIn::Messages(m) = &c.copy_in {
@@ -126,7 +125,7 @@ const KEEP_BYTES: usize = 64 << 10;
 
 /// Hashes a result again after its own statement taught a mapping (the id
 /// an INSERT ... RETURNING got on this side), when every row was kept.
-fn rehash(out: &mut Outcome, kept: &[KeptRow], rows: &StatementRows<'_>) {
+fn rehash(out: &mut Reply, kept: &[KeptRow], rows: &StatementRows<'_>) {
     let held: u64 = kept.iter().map(|k| k.1.len() as u64 + 5).sum();
     if held != out.hash.bytes {
         return;

@@ -15,7 +15,7 @@ use crate::capture::event::Protocol;
 use crate::capture::reader::Scan;
 use crate::capture::{Capture, Kind, col};
 use crate::fasthash::{FastMap, FastSet};
-use crate::sql::is_read_only;
+use crate::sql::{Facts, FactsCache};
 
 /// The columns the second pass reads.
 const ITEM_COLUMNS: &[&str] = &[
@@ -51,8 +51,7 @@ const ITEM_COLUMNS: &[&str] = &[
 ];
 
 struct FingerprintText {
-    read_only: bool,
-    normalized: Arc<str>,
+    facts: Arc<Facts>,
     last_sql: Arc<str>,
 }
 
@@ -61,9 +60,10 @@ pub struct Items {
     scan: Scan,
     filter: Filter,
     intern: FastMap<String, Arc<str>>,
-    /// Per fingerprint: read-only or not, its normalised SQL, and the last
-    /// SQL text seen (reused while statements repeat it, as prepared ones do).
+    /// Per fingerprint: its facts, and the last SQL text seen (reused while
+    /// statements repeat it, as prepared ones do).
     shapes: FastMap<i64, FingerprintText>,
+    facts: FactsCache,
     /// Sessions excluded by --application (decided at their connect).
     excluded: FastSet<SessionKey>,
     pending: std::vec::IntoIter<Item>,
@@ -101,6 +101,7 @@ pub fn items(cap: &Capture, filter: Filter) -> Items {
         filter,
         intern: FastMap::default(),
         shapes: FastMap::default(),
+        facts: FactsCache::default(),
         excluded: FastSet::default(),
         pending: Vec::new().into_iter(),
         words: Words::default(),
@@ -229,15 +230,15 @@ impl Items {
                 Some(Kind::Disconnect) => out.push(Item::Disconnect { key: k, ts_us: t }),
                 _ => {
                     let text = sql.value(i);
+                    let facts = &mut self.facts;
                     let f = self
                         .shapes
                         .entry(fp.value(i))
                         .or_insert_with(|| FingerprintText {
-                            read_only: is_read_only(norm.value(i)),
-                            normalized: norm.value(i).into(),
+                            facts: facts.get(fp.value(i), norm.value(i)).clone(),
                             last_sql: text.into(),
                         });
-                    if self.filter.read_only && !f.read_only {
+                    if self.filter.read_only && !f.facts.read_only {
                         continue;
                     }
                     if *f.last_sql != *text {
@@ -256,10 +257,9 @@ impl Items {
                         ts_us: t,
                         duration_us: dur.value(i),
                         fingerprint: fp.value(i),
-                        normalized_sql: f.normalized.clone(),
+                        facts: f.facts.clone(),
                         sql: f.last_sql.clone(),
                         protocol: Protocol::parse(proto.value(i)),
-                        read_only: f.read_only,
                         tx_status: if txs.is_null(i) {
                             0
                         } else {

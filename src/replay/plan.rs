@@ -4,7 +4,7 @@
 //! read-only sessions) before anything connects. The second pass, the items
 //! themselves, is [`super::items`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use super::results::Captured;
 use crate::capture::schema::meta;
 use crate::capture::{Capture, CaptureError, Kind, col};
 use crate::fasthash::FastMap;
-use crate::sql::is_read_only;
+use crate::sql::{Facts, FactsCache};
 
 #[derive(Debug, Error)]
 pub enum PlanError {
@@ -123,7 +123,7 @@ pub struct Outline {
 /// A fingerprint as the first pass saw it.
 #[derive(Debug, Clone)]
 pub struct ShapeSeen {
-    pub normalized: Arc<str>,
+    pub facts: Arc<Facts>,
     pub statements: u64,
     /// Captured start of its first and its last statement, µs.
     pub first_us: i64,
@@ -184,7 +184,7 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
     let mut open: HashSet<SessionKey> = HashSet::new();
     let mut seen: HashSet<SessionKey> = HashSet::new();
     let mut writes: HashSet<SessionKey> = HashSet::new();
-    let mut ro_cache: HashMap<i64, bool> = HashMap::new();
+    let mut facts = FactsCache::default();
     let mut latest_start = i64::MIN;
     let mut latest_end = i64::MIN;
     let mut durations: FastMap<i64, LogHistogram> = FastMap::default();
@@ -249,9 +249,8 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
                     open.remove(&k);
                 }
                 _ => {
-                    let ro = *ro_cache
-                        .entry(fps.value(i))
-                        .or_insert_with(|| is_read_only(norm.value(i)));
+                    let f = facts.get(fps.value(i), norm.value(i));
+                    let ro = f.read_only;
                     if filter.read_only && !ro {
                         continue;
                     }
@@ -260,7 +259,7 @@ pub fn outline(cap: &Capture, filter: &Filter) -> Result<Outline, PlanError> {
                     }
                     o.statements += 1;
                     let shape = shapes.entry(fps.value(i)).or_insert_with(|| ShapeSeen {
-                        normalized: Arc::from(norm.value(i)),
+                        facts: f.clone(),
                         statements: 0,
                         first_us: t,
                         last_us: t,

@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::capture::event::Protocol;
 use crate::columnar::list_field;
+use crate::sql::Facts;
 
 mod batch;
 mod writer;
@@ -71,6 +72,22 @@ pub mod col {
     pub const REMAPPED: &str = "remapped";
 }
 
+/// One statement's result on one side (or as captured) as a results file
+/// holds it, reduced to what the diff compares: the one form a replayed
+/// result takes from its row to the verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// `ok`, `error` or `not_replayed`.
+    pub status: Status,
+    pub sqlstate: Option<String>,
+    pub command_tag: Option<String>,
+    pub rows: i64,
+    pub ordered_hash: i64,
+    pub unordered_hash: i64,
+    /// xxh3 of the column names and types; `None` when unknown (captured).
+    pub columns: Option<u64>,
+}
+
 /// What happened to one statement on one side: the `status` column,
 /// written by the replay and read by the diff through [`Status::as_str`]
 /// and [`Status::parse`] only.
@@ -109,13 +126,13 @@ pub struct Captured {
     pub ts_us: i64,
     pub duration_us: i64,
     pub fingerprint: i64,
-    /// Shared by every statement of the fingerprint.
-    pub normalized_sql: Arc<str>,
+    /// The normalised text and what it is (read-only, control, COPY FROM
+    /// STDIN, ...), shared by every statement of the fingerprint.
+    pub facts: Arc<Facts>,
     /// Shared with the previous statement of the fingerprint when identical.
     pub sql: Arc<str>,
     /// `simple` or `extended`.
     pub protocol: Protocol,
-    pub read_only: bool,
     /// Transaction status after the statement (`I`, `T`, `E`; 0 if unknown).
     pub tx_status: u8,
     /// The list columns below are slices of the capture's own Arrow

@@ -20,13 +20,15 @@ use super::plan::{Item, SessionKey};
 
 mod codec;
 
-use codec::{Dec, decode, encode, put_u32};
+use crate::sql::Facts;
+use codec::{Dec, FactsTable, decode, encode, put_u32};
 
 /// The spool file, owned by the dispatcher.
 pub struct Spool {
     file: Arc<File>,
     end: u64,
     scratch: Vec<u8>,
+    facts: FactsTable,
 }
 
 /// Encoded items in the spool, shared by the queues that hold them.
@@ -34,6 +36,8 @@ pub struct Block {
     file: Arc<File>,
     offset: u64,
     len: usize,
+    /// The facts its statements point at (kept in memory, once each).
+    facts: Vec<Arc<Facts>>,
 }
 
 impl Spool {
@@ -51,6 +55,7 @@ impl Spool {
             file: Arc::new(file),
             end: 0,
             scratch: Vec::new(),
+            facts: FactsTable::default(),
         })
     }
 
@@ -59,13 +64,14 @@ impl Spool {
         self.scratch.clear();
         put_u32(&mut self.scratch, items.len() as u32);
         for it in items {
-            encode(it, &mut self.scratch);
+            encode(it, &mut self.scratch, &mut self.facts);
         }
         self.file.write_all_at(&self.scratch, self.end)?;
         let block = Block {
             file: self.file.clone(),
             offset: self.end,
             len: self.scratch.len(),
+            facts: self.facts.take(),
         };
         self.end += self.scratch.len() as u64;
         Ok(Arc::new(block))
@@ -81,7 +87,7 @@ impl Block {
         let n = r.u32()? as usize;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            out.push(decode(&mut r, key)?);
+            out.push(decode(&mut r, key, &self.facts)?);
         }
         Ok(out)
     }
@@ -121,10 +127,9 @@ mod tests {
             ts_us: 1_700_000_000_000_123,
             duration_us: 456,
             fingerprint: -99,
-            normalized_sql: Arc::from("SELECT ? FROM t WHERE a = ?"),
+            facts: Arc::new(Facts::of("SELECT ? FROM t WHERE a = ?")),
             sql: Arc::from("SELECT $1 FROM t WHERE a = $2"),
             protocol: Protocol::Extended,
-            read_only: true,
             tx_status: b'T',
             param_types: vec![23u32, 0].into(),
             param_formats: vec![1i16].into(),

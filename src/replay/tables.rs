@@ -186,15 +186,15 @@ impl Catalog {
     pub fn choose_keys(&mut self, shapes: &[&super::plan::ShapeSeen]) {
         let mut keys = std::mem::take(&mut self.keys);
         keys.choose(
-            shapes.iter().map(|s| (&*s.normalized, s.statements)),
+            shapes.iter().map(|s| (&*s.facts.normalized, s.statements)),
             |name| self.id(name),
         );
         let resolved: Vec<_> = shapes
             .iter()
             .map(|s| {
                 (
-                    &*s.normalized,
-                    self.resolve(&s.normalized),
+                    &*s.facts,
+                    self.resolve(&s.facts.normalized),
                     s.first_us,
                     s.last_us,
                 )

@@ -140,7 +140,7 @@ pub async fn run_session(spec: SessionSpec, queue: Arc<SessionQueue>) {
                     ..
                 } => {
                     in_txn = captured.tx_status != b'I';
-                    advisory |= captured.normalized_sql.contains("advisory");
+                    advisory |= captured.facts.advisory;
                     let s = Statement {
                         captured: &captured,
                         named,

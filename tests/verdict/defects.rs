@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use pgtape::cluster::{Cluster, ClusterOptions};
 use pgtape::diff::{DiffConfig, FailOn, Verdict, run_diff_blocking};
-use pgtape::replay::client::{Client, Extended, Outcome};
+use pgtape::replay::client::{Client, Extended, Reply};
 use pgtape::replay::conn_opts::ConnOpts;
 use pgtape::replay::results::{Captured, ResultRow, ResultWriter, Status};
-use pgtape::sql::shape;
+use pgtape::sql::{Facts, shape};
 
 /// A statement with text parameters, sent with the extended protocol.
 pub struct Stmt {
@@ -27,7 +27,7 @@ pub fn stmt(sql: &str, params: &[&str]) -> Stmt {
     }
 }
 
-async fn run(c: &mut Client, s: &Stmt) -> (Outcome, i64) {
+async fn run(c: &mut Client, s: &Stmt) -> (Reply, i64) {
     let params: Vec<Option<&[u8]>> = s.params.iter().map(|p| Some(p.as_bytes())).collect();
     let x = Extended {
         sql: s.sql.as_bytes(),
@@ -43,7 +43,7 @@ async fn run(c: &mut Client, s: &Stmt) -> (Outcome, i64) {
     (o, t.elapsed().as_micros() as i64)
 }
 
-fn row(side: &'static str, captured: &Arc<Captured>, o: Outcome, us: i64, at: i64) -> ResultRow {
+fn row(side: &'static str, captured: &Arc<Captured>, o: Reply, us: i64, at: i64) -> ResultRow {
     ResultRow {
         side,
         clone: 0,
@@ -95,15 +95,17 @@ pub fn replay_pair(source: &Cluster, target: &Cluster, stmts: &[Stmt], dir: &Pat
                 ts_us: t0.elapsed().as_micros() as i64,
                 duration_us: cus,
                 fingerprint: shape.fingerprint as i64,
-                normalized_sql: shape.normalized.into(),
+                facts: Arc::new(Facts {
+                    read_only: s
+                        .sql
+                        .trim_start()
+                        .to_ascii_uppercase()
+                        .starts_with("SELECT"),
+                    ..Facts::of(&shape.normalized)
+                }),
                 sql: s.sql.as_str().into(),
                 protocol: pgtape::capture::event::Protocol::Extended,
                 tx_status: b'I',
-                read_only: s
-                    .sql
-                    .trim_start()
-                    .to_ascii_uppercase()
-                    .starts_with("SELECT"),
                 param_types: vec![0; s.params.len()].into(),
                 param_formats: Vec::new().into(),
                 param_values: s

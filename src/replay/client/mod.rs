@@ -40,9 +40,12 @@ use crate::wire::messages::parse_error;
 use crate::wire::rowhash::RowHash;
 use crate::wire::stream::Stream;
 
-/// What one statement returned, reduced.
+/// What the server replied to one statement, read off the wire and reduced
+/// (tag, row hash, columns, error, the rows kept for remapping). The
+/// replay writes it as a result row; the diff reads that row back as a
+/// [`crate::replay::results::Outcome`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Reply {
     /// Shared with the connection's previous statement when it is the same.
     pub command_tag: Arc<str>,
     pub hash: RowHash,
@@ -56,13 +59,13 @@ pub struct Outcome {
     pub kept: Option<Vec<KeptRow>>,
     /// Values replaced by this side's before sending (see `remap`).
     pub remapped: u32,
-    /// Rows as the tap counts them (see [`Outcome::rows`]).
+    /// Rows as the tap counts them (see [`Reply::rows`]).
     rows: u64,
     /// DataRows counted up to the last CommandComplete.
     rows_mark: u64,
 }
 
-impl Outcome {
+impl Reply {
     /// Rows as the tap counts them: per statement its DataRows, else its
     /// command tag's count; summed over the statements of a simple Query.
     pub fn rows(&self) -> u64 {
@@ -118,7 +121,7 @@ pub struct Extras<'a> {
     /// Rows hashed through this map.
     pub rows: Option<&'a (dyn RowMap + Sync)>,
     /// Keep the result's rows while it has at most this many rows and
-    /// bytes of DataRow bodies ([`Outcome::kept`]).
+    /// bytes of DataRow bodies ([`Reply::kept`]).
     pub keep: Option<(u64, usize)>,
 }
 
@@ -209,12 +212,12 @@ impl Client {
     }
 
     /// A simple Query, as captured.
-    pub async fn simple(&mut self, sql: &[u8]) -> io::Result<Outcome> {
+    pub async fn simple(&mut self, sql: &[u8]) -> io::Result<Reply> {
         self.simple_with(sql, &Extras::default()).await
     }
 
     /// A simple Query with what else its statements need.
-    pub async fn simple_with(&mut self, sql: &[u8], ex: &Extras<'_>) -> io::Result<Outcome> {
+    pub async fn simple_with(&mut self, sql: &[u8], ex: &Extras<'_>) -> io::Result<Reply> {
         let mut body = Vec::with_capacity(sql.len() + 1);
         body.extend_from_slice(sql);
         body.push(0);
@@ -223,7 +226,7 @@ impl Client {
         let sent = self.stream.write_all(&frame).await;
         self.snapshot_taken();
         sent?;
-        let mut out = Outcome {
+        let mut out = Reply {
             kept: ex.keep.map(|_| Vec::new()),
             ..Default::default()
         };
@@ -238,16 +241,12 @@ impl Client {
 
     /// An extended-protocol statement; re-prepares once when the server lost
     /// the statement or its plan changed result type.
-    pub async fn extended(&mut self, x: &Extended<'_>) -> io::Result<Outcome> {
+    pub async fn extended(&mut self, x: &Extended<'_>) -> io::Result<Reply> {
         self.extended_with(x, &Extras::default()).await
     }
 
     /// An extended-protocol statement with what else it needs.
-    pub async fn extended_with(
-        &mut self,
-        x: &Extended<'_>,
-        ex: &Extras<'_>,
-    ) -> io::Result<Outcome> {
+    pub async fn extended_with(&mut self, x: &Extended<'_>, ex: &Extras<'_>) -> io::Result<Reply> {
         let out = self.extended_once(x, false, ex).await;
         self.snapshot_taken();
         let out = out?;
@@ -267,7 +266,7 @@ impl Client {
         x: &Extended<'_>,
         reprepare: bool,
         ex: &Extras<'_>,
-    ) -> io::Result<Outcome> {
+    ) -> io::Result<Reply> {
         let key = statement_key(x.sql, x.param_oids);
         let mut name_buf = [0u8; 23];
         let name = if x.named {
@@ -312,7 +311,7 @@ impl Client {
         let batch = std::mem::take(&mut self.out);
         self.stream.write_all(&batch).await?;
         self.out = batch;
-        let mut out = Outcome {
+        let mut out = Reply {
             kept: ex.keep.map(|_| Vec::new()),
             ..Default::default()
         };

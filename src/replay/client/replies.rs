@@ -1,4 +1,4 @@
-//! Reading a statement's replies: frames reduced into its [`Outcome`]
+//! Reading a statement's replies: frames reduced into its [`Reply`]
 //! until ReadyForQuery (or, paging, until its Execute completed or was
 //! suspended), COPY data fed or received on the way.
 
@@ -9,7 +9,7 @@ impl Client {
     /// Execute completed or was suspended).
     pub(super) async fn read_until(
         &mut self,
-        out: &mut Outcome,
+        out: &mut Reply,
         paged: bool,
         copy: &mut copy::Feed<'_>,
         ex: &Extras<'_>,

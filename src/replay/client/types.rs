@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use postgres_protocol::message::frontend;
 
-use super::{Client, Column, Outcome};
+use super::{Client, Column, Reply};
 use crate::wire::messages::Reader;
 
 /// PostgreSQL's FirstNormalObjectId: OIDs below it are built in.
@@ -34,7 +34,7 @@ impl Client {
 
     /// Names the user-defined types of `out`'s columns (a catalog query on
     /// this connection for the ones it has not seen yet).
-    pub(super) async fn name_types(&mut self, out: &mut Outcome) -> io::Result<()> {
+    pub(super) async fn name_types(&mut self, out: &mut Reply) -> io::Result<()> {
         if !out.columns.iter().any(unnamed) {
             return Ok(());
         }

@@ -49,8 +49,9 @@ pub(super) fn tag(
     txn: &mut Txn,
     serial: &mut u64,
 ) -> OrderTag {
-    let control = crate::sql::is_control(&c.normalized_sql);
-    let writes = !c.read_only || takes_lock(&c.normalized_sql);
+    // Read-only advisory locks are taken by reads that others wait for.
+    let control = c.facts.control;
+    let writes = !c.facts.read_only || c.facts.advisory;
     let end = c.ts_us + c.duration_us.max(0);
     // "Much longer": past the error of the median's estimate (19 %), so a
     // statement that is its fingerprint's only sample counts from its start.
@@ -64,7 +65,7 @@ pub(super) fn tag(
     } = access;
     let reads_nothing = reads.as_deref().is_some_and(|r| r.is_empty());
     // Or it ran after the transaction end it queued behind.
-    let ran = match writes && lock_waits::may_queue(&c.normalized_sql) {
+    let ran = match writes && lock_waits::may_queue(&c.facts.normalized) {
         true => txn_ends
             .latest_within(c.ts_us, end, &wrote)
             .map_or(ran, |e| ran.max(e + 1)),
@@ -105,9 +106,4 @@ pub(super) fn tag(
         tables: reads,
         ..Default::default()
     }
-}
-
-/// Reads that take locks others wait for: advisory locks.
-fn takes_lock(normalized: &str) -> bool {
-    normalized.contains("advisory")
 }

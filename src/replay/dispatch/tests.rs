@@ -1,11 +1,14 @@
 use super::*;
 use crate::replay::results::Captured;
 use crate::replay::row_keys::Access;
+use crate::sql::Facts;
 
 fn stmt(sql: &str, read_only: bool, tx: u8, ts: i64) -> Captured {
     Captured {
-        normalized_sql: Arc::from(sql),
-        read_only,
+        facts: Arc::new(Facts {
+            read_only,
+            ..Facts::of(sql)
+        }),
         tx_status: tx,
         ts_us: ts,
         duration_us: 10,

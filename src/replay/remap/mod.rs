@@ -207,7 +207,7 @@ impl SessionRemap {
         if let Some(s) = self.sources.get(&c.fingerprint) {
             return *s;
         }
-        let s = Source::of(&c.normalized_sql);
+        let s = Source::of(&c.facts.normalized);
         if self.sources.len() < MAX_SESSION {
             self.sources.insert(c.fingerprint, s);
         }
@@ -349,7 +349,7 @@ impl SessionRemap {
             return false;
         }
         let captured: Vec<&[u8]> = c.result_values.iter().flatten().collect();
-        if captured.len() != kept.len() || (kept.len() > 1 && !rows_align(&c.normalized_sql)) {
+        if captured.len() != kept.len() || (kept.len() > 1 && !rows_align(&c.facts.normalized)) {
             return false;
         }
         let how = self.source(c);

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::value::{Class, row};
-use crate::replay::client::RowMap;
 use super::*;
+use crate::replay::client::RowMap;
 use crate::replay::results::{Captured, Params};
+use crate::sql::Facts;
 
 /// The fingerprint of a statement (the remapper caches per fingerprint).
 fn fp(normalized_sql: &str) -> i64 {
@@ -17,7 +18,7 @@ fn fp(normalized_sql: &str) -> i64 {
 fn stmt(normalized_sql: &str) -> Captured {
     Captured {
         fingerprint: fp(normalized_sql),
-        normalized_sql: normalized_sql.into(),
+        facts: Arc::new(Facts::of(normalized_sql)),
         ..Default::default()
     }
 }
@@ -42,7 +43,7 @@ fn col(name: &str, type_oid: u32, table_oid: u32, format: i16) -> Column {
 /// `INSERT ... RETURNING id` captured as returning `ids`.
 fn returning(ids: &[&str]) -> Captured {
     Captured {
-        normalized_sql: "INSERT INTO t (v) VALUES (?) RETURNING id".into(),
+        facts: Arc::new(Facts::of("INSERT INTO t (v) VALUES (?) RETURNING id")),
         fingerprint: fp("INSERT INTO t (v) VALUES (?) RETURNING id"),
         result_values: ids
             .iter()
@@ -92,7 +93,7 @@ fn expressions_are_not_learnt_and_equal_values_forget_old_mappings() {
     let side = SideRemap::new(Mode::Session);
     let mut s = side.session();
     let count = Captured {
-        normalized_sql: "SELECT count(*) FROM t".into(),
+        facts: Arc::new(Facts::of("SELECT count(*) FROM t")),
         fingerprint: fp("SELECT count(*) FROM t"),
         result_values: [Some(data_row(&[Some(b"3")]))].into_iter().collect(),
         ..Default::default()
@@ -119,9 +120,15 @@ fn table_columns_are_learnt_only_once_a_returning_clause_handed_them_out() {
     let side = SideRemap::new(Mode::Global);
     let mut s = side.session();
     let totals = Captured {
-        normalized_sql: "SELECT element, interactions FROM org_top_elements WHERE org_id = ? ORDER BY interactions DESC LIMIT ?".into(),
-        fingerprint: fp("SELECT element, interactions FROM org_top_elements WHERE org_id = ? ORDER BY interactions DESC LIMIT ?"),
-        result_values: [Some(data_row(&[Some(b"a"), Some(b"3")]))].into_iter().collect(),
+        facts: Arc::new(Facts::of(
+            "SELECT element, interactions FROM org_top_elements WHERE org_id = ? ORDER BY interactions DESC LIMIT ?",
+        )),
+        fingerprint: fp(
+            "SELECT element, interactions FROM org_top_elements WHERE org_id = ? ORDER BY interactions DESC LIMIT ?",
+        ),
+        result_values: [Some(data_row(&[Some(b"a"), Some(b"3")]))]
+            .into_iter()
+            .collect(),
         ..Default::default()
     };
     let view = [
@@ -137,7 +144,7 @@ fn table_columns_are_learnt_only_once_a_returning_clause_handed_them_out() {
         &kept(std::slice::from_ref(&id), &[&[Some(b"1005")]]),
     );
     let select = Captured {
-        normalized_sql: "SELECT id FROM items WHERE v = ?".into(),
+        facts: Arc::new(Facts::of("SELECT id FROM items WHERE v = ?")),
         fingerprint: fp("SELECT id FROM items WHERE v = ?"),
         result_values: [Some(data_row(&[Some(b"6")]))].into_iter().collect(),
         ..Default::default()
@@ -155,7 +162,7 @@ fn several_rows_pair_up_only_in_a_fixed_order() {
     let id = col("id", 23, 16400, 0);
     let mut s = side.session();
     let unordered = Captured {
-        normalized_sql: "SELECT id FROM t WHERE v = ?".into(),
+        facts: Arc::new(Facts::of("SELECT id FROM t WHERE v = ?")),
         fingerprint: fp("SELECT id FROM t WHERE v = ?"),
         ..returning(&["1", "2"])
     };
@@ -201,8 +208,9 @@ fn catalog_oids_map_into_psql_literals_and_results_read_back_as_captured() {
     let mut s = side.session();
     // psql's \d: SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c ...
     let lookup = Captured {
-        normalized_sql:
-            "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c ORDER BY ?, ?".into(),
+        facts: Arc::new(Facts::of(
+            "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c ORDER BY ?, ?",
+        )),
         result_values: [Some(data_row(&[
             Some(b"16385"),
             Some(b"public"),
@@ -248,7 +256,7 @@ fn generators_are_learnt_from_any_column() {
     let side = SideRemap::new(Mode::Session);
     let mut s = side.session();
     let next = Captured {
-        normalized_sql: "SELECT nextval(?)".into(),
+        facts: Arc::new(Facts::of("SELECT nextval(?)")),
         fingerprint: fp("SELECT nextval(?)"),
         result_values: [Some(data_row(&[Some(b"7")]))].into_iter().collect(),
         ..Default::default()

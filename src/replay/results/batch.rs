@@ -24,7 +24,7 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
     // rather than regrown as the batch fills.
     let text = |f: fn(&Captured) -> usize| rows.first().map_or(0, |r| f(&r.captured) * n * 5 / 4);
     let (mut norm, mut sql, mut proto) = (
-        StringBuilder::with_capacity(n, text(|c| c.normalized_sql.len())),
+        StringBuilder::with_capacity(n, text(|c| c.facts.normalized.len())),
         StringBuilder::with_capacity(n, text(|c| c.sql.len())),
         StringBuilder::with_capacity(n, n * 8),
     );
@@ -94,10 +94,10 @@ pub fn to_batch(rows: &[ResultRow]) -> RecordBatch {
         seq.append_value(c.seq);
         clone.append_value(r.clone);
         fp.append_value(c.fingerprint);
-        norm.append_value(&c.normalized_sql);
+        norm.append_value(&*c.facts.normalized);
         sql.append_value(&c.sql);
         proto.append_value(c.protocol.as_str());
-        read_only.append_value(c.read_only);
+        read_only.append_value(c.facts.read_only);
         ptypes.values().append_slice(&c.param_types);
         ptypes.append(true);
         pformats.values().append_slice(&c.param_formats);

@@ -5,6 +5,7 @@ use super::values::canonical_type;
 use super::{RowKeys, key_slots};
 use crate::fasthash::FastMap;
 use crate::replay::tables::Ids;
+use crate::sql::Facts;
 use crate::sql::row_key::{RowOp, row_target};
 
 impl RowKeys {
@@ -37,13 +38,13 @@ impl RowKeys {
     /// depend on it. `shapes` as there.
     pub fn find_unread<'a>(
         &mut self,
-        shapes: impl IntoIterator<Item = (&'a str, Ids, i64, i64)>,
+        shapes: impl IntoIterator<Item = (&'a Facts, Ids, i64, i64)>,
         id: impl Fn(&str) -> Option<u32>,
     ) {
         let shapes: Vec<_> = shapes.into_iter().collect();
         let mut first_write: FastMap<u32, i64> = FastMap::default();
-        for (sql, ids, first, _) in &shapes {
-            if crate::sql::is_read_only(sql) {
+        for (f, ids, first, _) in &shapes {
+            if f.read_only {
                 continue;
             }
             for t in ids.iter().flat_map(|ts| ts.iter()) {
@@ -52,11 +53,11 @@ impl RowKeys {
             }
         }
         let mut read = std::collections::HashSet::new();
-        for (sql, ids, _, last) in &shapes {
-            let plan = self.plan(ids, &std::sync::Arc::from(*sql), &id);
+        for (f, ids, _, last) in &shapes {
+            let plan = self.plan(ids, &f.normalized, &id);
             for (t, first) in &first_write {
                 let reads = match ids {
-                    None => !crate::sql::is_control(sql),
+                    None => !f.control,
                     Some(_) => plan.reads(*t, ids),
                 };
                 if reads && last >= first {
@@ -76,25 +77,25 @@ impl RowKeys {
     /// in changes no result (each counts one row) and no final state, so
     /// they wait for no other sync point (their own still hold statements
     /// that may read the table, which by then are none but those of unknown
-    /// tables). `shapes` are (normalised SQL, its tables as the catalog
+    /// tables). `shapes` are (the facts of a normalised text, its tables as the catalog
     /// resolves them, first and last captured start).
     pub fn find_commuting<'a>(
         &mut self,
-        shapes: impl IntoIterator<Item = (&'a str, Ids, i64, i64)>,
+        shapes: impl IntoIterator<Item = (&'a Facts, Ids, i64, i64)>,
         id: impl Fn(&str) -> Option<u32>,
     ) {
         let shapes: Vec<_> = shapes.into_iter().collect();
         let mut first_write: FastMap<u32, i64> = FastMap::default();
         let mut blind = vec![false; shapes.len()];
-        for (i, (sql, ids, first, _)) in shapes.iter().enumerate() {
-            if let Some(t) = self.blind_increment(sql, ids, &id) {
+        for (i, (f, ids, first, _)) in shapes.iter().enumerate() {
+            if let Some(t) = self.blind_increment(&f.normalized, ids, &id) {
                 blind[i] = true;
                 let f = first_write.entry(t).or_insert(*first);
                 *f = (*f).min(*first);
             }
         }
         let mut spoiled = std::collections::HashSet::new();
-        for (i, (sql, ids, _, last)) in shapes.iter().enumerate() {
+        for (i, (f, ids, _, last)) in shapes.iter().enumerate() {
             if blind[i] {
                 continue;
             }
@@ -102,7 +103,7 @@ impl RowKeys {
                 let touches = match ids {
                     Some(ts) => ts.contains(t),
                     // Unknown tables may be any, but control reads none.
-                    None => !crate::sql::is_control(sql),
+                    None => !f.control,
                 };
                 if touches && last >= first {
                     spoiled.insert(*t);

@@ -2,6 +2,7 @@ use arrow::buffer::ScalarBuffer;
 
 use super::values::{INT4, INT8, TEXT};
 use super::*;
+use crate::sql::Facts;
 
 fn row(v: &[&dyn ToString]) -> Vec<Option<String>> {
     v.iter().map(|x| Some(x.to_string())).collect()
@@ -291,7 +292,8 @@ fn tables_only_blind_increments_write_commute() {
             ("END", None, 1, 100),
         ];
         shapes.extend(extra);
-        k.find_commuting(shapes, names);
+        let shapes = with_facts(&shapes);
+        k.find_commuting(refs(&shapes), names);
         k
     };
     let k = run(vec![]);
@@ -372,8 +374,9 @@ fn tables_nothing_reads_once_written_are_not_observed() {
             ("END", None, 1, 100),
         ];
         shapes.extend(extra);
-        k.find_commuting(shapes.clone(), names);
-        k.find_unread(shapes, names);
+        let shapes = with_facts(&shapes);
+        k.find_commuting(refs(&shapes), names);
+        k.find_unread(refs(&shapes), names);
         k
     };
     let scopes = |ids: &[u32]| scope::tables(&Some(ids.into()));
@@ -394,4 +397,17 @@ fn tables_nothing_reads_once_written_are_not_observed() {
         unknown.observed(&scopes(&[4])),
         "a statement of unknown tables may read it"
     );
+}
+
+/// Shapes as the catalog hands them to the key finders: each text's facts
+/// beside its tables and first and last start.
+fn with_facts(shapes: &[(&str, Ids, i64, i64)]) -> Vec<(Facts, Ids, i64, i64)> {
+    shapes
+        .iter()
+        .map(|(sql, ids, first, last)| (Facts::of(sql), ids.clone(), *first, *last))
+        .collect()
+}
+
+fn refs(shapes: &[(Facts, Ids, i64, i64)]) -> impl Iterator<Item = (&Facts, Ids, i64, i64)> {
+    shapes.iter().map(|(f, ids, a, b)| (f, ids.clone(), *a, *b))
 }

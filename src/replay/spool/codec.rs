@@ -1,15 +1,45 @@
 //! The spool's compact binary form of an item: what `encode` writes,
 //! `decode` reads back as the queue's session's. Not a file format kept
-//! across runs: one replay writes and reads it.
+//! across runs: one replay writes and reads it. A statement's facts (its
+//! normalised text and what it is) stay in memory, once per block in a
+//! [`FactsTable`]; the item holds their index.
 
 use std::io;
 use std::sync::Arc;
 
 use crate::capture::event::Protocol;
+use crate::fasthash::FastMap;
 use crate::replay::fidelity::{CopyIn, Messages};
 use crate::replay::order::{SyncKey, TableSet};
 use crate::replay::plan::{Item, OrderTag, SessionKey};
 use crate::replay::results::{Captured, Params};
+use crate::sql::Facts;
+
+/// The distinct facts of one block's statements, in the order first met.
+#[derive(Default)]
+pub(super) struct FactsTable {
+    pub list: Vec<Arc<Facts>>,
+    at: FastMap<usize, u32>,
+}
+
+impl FactsTable {
+    fn index(&mut self, f: &Arc<Facts>) -> u32 {
+        let key = Arc::as_ptr(f) as usize;
+        if let Some(i) = self.at.get(&key) {
+            return *i;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(f.clone());
+        self.at.insert(key, i);
+        i
+    }
+
+    /// The block's list, leaving the table empty for the next block.
+    pub fn take(&mut self) -> Vec<Arc<Facts>> {
+        self.at.clear();
+        std::mem::take(&mut self.list)
+    }
+}
 
 pub(super) fn put_u32(b: &mut Vec<u8>, v: u32) {
     b.extend_from_slice(&v.to_le_bytes());
@@ -59,7 +89,7 @@ fn put_tables(b: &mut Vec<u8>, t: &TableSet) {
     }
 }
 
-pub(super) fn encode(it: &Item, b: &mut Vec<u8>) {
+pub(super) fn encode(it: &Item, b: &mut Vec<u8>, facts: &mut FactsTable) {
     match it {
         Item::Connect {
             ts_us,
@@ -95,10 +125,9 @@ pub(super) fn encode(it: &Item, b: &mut Vec<u8>) {
             for v in [c.session_id, c.seq, c.ts_us, c.duration_us, c.fingerprint] {
                 put_i64(b, v);
             }
-            put_bytes(b, c.normalized_sql.as_bytes());
+            put_u32(b, facts.index(&c.facts));
             put_bytes(b, c.sql.as_bytes());
             b.push((c.protocol == Protocol::Simple) as u8);
-            b.push(c.read_only as u8);
             b.push(c.tx_status);
             put_u32(b, c.param_types.len() as u32);
             for t in c.param_types.iter() {
@@ -234,7 +263,7 @@ impl<'a> Dec<'a> {
     }
 }
 
-pub(super) fn decode(r: &mut Dec, key: &SessionKey) -> io::Result<Item> {
+pub(super) fn decode(r: &mut Dec, key: &SessionKey, facts: &[Arc<Facts>]) -> io::Result<Item> {
     let key = key.clone();
     Ok(match r.u8()? {
         0 => {
@@ -272,14 +301,13 @@ pub(super) fn decode(r: &mut Dec, key: &SessionKey) -> io::Result<Item> {
                 fingerprint: r.i64()?,
                 ..Default::default()
             };
-            c.normalized_sql = r.opt_str()?.ok_or_else(corrupt)?;
+            c.facts = facts.get(r.u32()? as usize).cloned().ok_or_else(corrupt)?;
             c.sql = r.opt_str()?.ok_or_else(corrupt)?;
             c.protocol = if r.u8()? == 1 {
                 Protocol::Simple
             } else {
                 Protocol::Extended
             };
-            c.read_only = r.u8()? != 0;
             c.tx_status = r.u8()?;
             let n = r.u32()? as usize;
             c.param_types = (0..n)

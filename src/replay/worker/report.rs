@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Conn, SessionSpec, SideCtx};
-use crate::replay::client::Outcome;
+use crate::replay::client::Reply;
 use crate::replay::order::Waited;
 use crate::replay::results::{Captured, ResultRow, Status};
 
@@ -52,7 +52,7 @@ fn row(
     due: Instant,
     started: Instant,
     status: Status,
-    outcome: Option<Outcome>,
+    outcome: Option<Reply>,
 ) -> ResultRow {
     let clock = &spec.clock;
     let started_us = clock.offset_us(started);
@@ -86,7 +86,7 @@ fn row(
     }
 }
 
-pub(super) type Run = (Instant, Result<(Outcome, Duration), String>);
+pub(super) type Run = (Instant, Result<(Reply, Duration), String>);
 
 /// Runs the statement on one side's connection (unless it is lost).
 pub(super) async fn run_on(conn: &mut Conn, captured: &Captured, named: bool) -> Run {

@@ -17,7 +17,7 @@ use crate::capture::schema::rfc3339_us;
 use crate::capture::{Capture, CaptureError, Kind, col};
 use crate::clock::hist;
 use crate::fasthash::FastMap;
-use crate::sql::classify;
+use crate::sql::FactsCache;
 
 /// One fingerprint's totals.
 struct Fp {
@@ -218,12 +218,22 @@ impl SummaryAcc {
         } else {
             0.0
         };
+        // Each fingerprint's facts, worked out once: its type here, its
+        // tables for the breakdown below.
+        let mut facts = FactsCache::default();
+        let mut tables_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut all: Vec<FingerprintStats> = self
             .fps
             .iter()
-            .map(|(k, f)| FingerprintStats {
-                fingerprint: format!("{:016x}", *k as u64),
-                statement_type: classify::statement_type(&f.normalized).as_str().to_string(),
+            .map(|(k, f)| {
+                let fingerprint = format!("{:016x}", *k as u64);
+                let facts = facts.get(*k, &f.normalized);
+                tables_of.insert(fingerprint.clone(), facts.tables.clone());
+                (fingerprint, f, facts.kind)
+            })
+            .map(|(fingerprint, f, kind)| FingerprintStats {
+                fingerprint,
+                statement_type: kind.as_str().to_string(),
                 normalized_sql: f.normalized.clone(),
                 count: f.count,
                 total_ms: ms(f.total_us),
@@ -240,7 +250,7 @@ impl SummaryAcc {
         });
         let by_type = rollup(&all, |f| vec![f.statement_type.clone()]);
         let by_table = rollup(&all, |f| {
-            let t = classify::tables(&f.normalized_sql);
+            let t = tables_of.get(&f.fingerprint).cloned().unwrap_or_default();
             if t.is_empty() {
                 vec!["(none)".into()]
             } else {
