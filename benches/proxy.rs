@@ -11,7 +11,9 @@
 //!
 //! Run: `cargo bench --bench proxy` (BENCH_SECONDS=10 per measurement,
 //! BENCH_ROUNDS=3, BENCH_CLIENTS=8 by default). pgbouncer is Debian's
-//! package `pgbouncer`.
+//! package `pgbouncer`. `BENCH_AB_BIN=/path/to/pgtape` adds a fifth path,
+//! `pgtape-b`, another build of pgtape proxying the same way in the same
+//! interleaved rounds: an A/B of two commits on one machine in one run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -62,10 +64,10 @@ fn start_pgbouncer(dir: &Path, upstream: u16) -> Option<(Killed, u16)> {
     Some((Killed(child), port))
 }
 
-fn start_pgtape(dir: &Path, upstream: &str) -> (Killed, u16) {
+fn start_pgtape(bin: &str, dir: &Path, upstream: &str) -> (Killed, u16) {
     let port = free_port();
     let capture = dir.join("capture");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtape"));
+    let mut cmd = Command::new(bin);
     cmd.args([
         "proxy",
         "--listen",
@@ -75,7 +77,7 @@ fn start_pgtape(dir: &Path, upstream: &str) -> (Killed, u16) {
         "--upstream-tls",
         "disable",
     ]);
-    if capture_supported() {
+    if capture_supported(bin) {
         cmd.arg("--capture").arg(&capture);
     }
     let child = cmd
@@ -87,8 +89,8 @@ fn start_pgtape(dir: &Path, upstream: &str) -> (Killed, u16) {
     (Killed(child), port)
 }
 
-fn capture_supported() -> bool {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgtape"))
+fn capture_supported(bin: &str) -> bool {
+    let out = Command::new(bin)
         .args(["proxy", "--help"])
         .output()
         .unwrap();
@@ -168,13 +170,22 @@ fn main() {
     );
     let dir = tempfile::tempdir().unwrap();
     let bouncer = start_pgbouncer(dir.path(), db.port());
-    let (pgtape, pgtape_port) = start_pgtape(dir.path(), &db.addr());
+    const BIN: &str = env!("CARGO_BIN_EXE_pgtape");
+    let (pgtape, pgtape_port) = start_pgtape(BIN, dir.path(), &db.addr());
+    let ab_bin = std::env::var("BENCH_AB_BIN").ok().filter(|b| !b.is_empty());
+    let ab_dir = tempfile::tempdir().unwrap();
+    let ab = ab_bin
+        .as_deref()
+        .map(|b| start_pgtape(b, ab_dir.path(), &db.addr()));
+    if let Some(b) = &ab_bin {
+        println!("pgtape-b: {b}");
+    }
     println!(
         "pgbench -S -c {clients} -j 2 -T {seconds}, scale 10, {} cores, median of {rounds} interleaved rounds; pgtape tap {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
-        if capture_supported() {
+        if capture_supported(BIN) {
             "recording to Parquet"
         } else {
             "on (no capture sink)"
@@ -189,6 +200,9 @@ fn main() {
         paths.push(("pgbouncer", *port, Some(b.0.id())));
     }
     paths.push(("pgtape", pgtape_port, Some(pgtape.0.id())));
+    if let Some((b, port)) = &ab {
+        paths.push(("pgtape-b", *port, Some(b.0.id())));
+    }
     for mode in ["simple", "prepared"] {
         // Warm the cache once so the first measurement is not penalised.
         pgbench(db.port(), mode, clients, 2);
