@@ -4,6 +4,14 @@
 use clap::Parser;
 use pgtape::cli::{Cli, Command, exit};
 
+/// mimalloc rather than glibc's malloc: the replay allocates a statement's
+/// order bookkeeping on the dispatcher thread and frees it on the session
+/// threads, where glibc's arenas take a lock per cross-thread free; with
+/// mimalloc, commit-order replay spends about a fifth less user CPU and the
+/// proxy is unchanged (README, "Performance").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     pgtape::logging::init(cli.log_format);

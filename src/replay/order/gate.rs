@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
+use super::entries::Entries;
 use super::layout::{ALL, Layout, SetId};
 use super::{SyncKey, TableSet, scope};
 use crate::fasthash::FastMap;
@@ -106,7 +107,7 @@ impl Set {
 
 pub(super) struct GateState {
     layout: Layout,
-    entries: BTreeMap<SyncKey, (u32, TableSet)>,
+    entries: Entries,
     sets: Vec<Set>,
     /// Per fixed set: whether its entries are tracked (always for ALL and ANY).
     kept: Vec<bool>,
@@ -120,7 +121,7 @@ impl GateState {
     pub fn new(layout: Layout) -> GateState {
         GateState {
             layout,
-            entries: BTreeMap::new(),
+            entries: Entries::default(),
             sets: (0..layout.sets()).map(|_| Set::new()).collect(),
             kept: (0..layout.sets()).map(|i| i < 2).collect(),
             rows_kept: vec![false; layout.ids],
@@ -139,7 +140,7 @@ impl GateState {
     }
 
     pub fn insert(&mut self, key: SyncKey, owner: u32, tables: &TableSet, marks: &[AtomicI64]) {
-        if self.entries.first_key_value().is_none_or(|(k, _)| key < *k) {
+        if self.entries.first().is_none_or(|k| key < k) {
             marks[ALL].store(key.0, Ordering::Release);
             self.sets[ALL].moved = Instant::now();
         }
@@ -160,23 +161,17 @@ impl GateState {
             }
             set.pending.insert(key);
         });
-        self.entries.insert(key, (owner, tables.clone()));
+        self.entries.insert(key, owner, tables.clone());
     }
 
     /// Removes `key`, wakes whom its removal satisfies; whether it was pending.
     pub fn remove(&mut self, key: SyncKey, marks: &[AtomicI64], released: bool) -> bool {
-        let was_first = self
-            .entries
-            .first_key_value()
-            .is_some_and(|(k, _)| *k == key);
+        let was_first = self.entries.first() == Some(key);
         let Some((_, tables)) = self.entries.remove(&key) else {
             return false;
         };
         if was_first {
-            let w = self
-                .entries
-                .first_key_value()
-                .map_or(i64::MAX, |(k, _)| k.0);
+            let w = self.entries.first().map_or(i64::MAX, |k| k.0);
             marks[ALL].store(w, Ordering::Release);
             let all = &mut self.sets[ALL];
             all.moved = Instant::now();
@@ -219,7 +214,7 @@ impl GateState {
         }
         self.rows_kept[t] = true;
         let (layout, rows) = (self.layout, &mut self.rows);
-        for (key, (_, tables)) in &self.entries {
+        for (key, (_, tables)) in self.entries.iter() {
             layout.entry_sets(tables, |s| {
                 if let SetId::Row(r) = s {
                     if scope::split(r).0 == t {
@@ -238,7 +233,7 @@ impl GateState {
         }
         self.kept[i] = true;
         let mut pending = Pending::None;
-        for (key, (_, tables)) in &self.entries {
+        for (key, (_, tables)) in self.entries.iter() {
             let mut member = false;
             self.layout
                 .entry_sets(tables, |s| member |= s == SetId::Fixed(i));
@@ -320,8 +315,8 @@ impl GateState {
     /// set's watermark last moved.
     pub fn first(&self, set: SetId) -> Option<(SyncKey, u32, Instant)> {
         if set == SetId::Fixed(ALL) {
-            let (key, (owner, _)) = self.entries.first_key_value()?;
-            return Some((*key, *owner, self.sets[ALL].moved));
+            let key = self.entries.first()?;
+            return Some((key, self.entries.get(&key)?.0, self.sets[ALL].moved));
         }
         let s = match set {
             SetId::Fixed(i) => &self.sets[i],

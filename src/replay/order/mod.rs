@@ -53,6 +53,7 @@ use std::time::Instant;
 
 use crate::fasthash::FastMap;
 
+mod entries;
 mod gate;
 mod layout;
 mod wait;
